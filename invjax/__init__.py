@@ -1,0 +1,20 @@
+"""invjax: memory-frugal normalizing flows in JAX.
+
+Gradients of invjax flows are computed by reconstructing activations from the layers'
+inverses instead of storing them, so a training step's memory does not grow with depth.
+"""
+
+from . import layers, nets
+from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
+from ._layer import AbstractLayer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbstractFlow",
+    "AbstractLayer",
+    "layers",
+    "nets",
+    "standard_normal_log_prob",
+    "with_backprop",
+]

@@ -1,0 +1,102 @@
+"""Trace-time input validation shared by layers and networks.
+
+Every check runs on static shapes and dtypes, so it costs nothing under ``jax.jit``
+and fails before any computation with a message naming what was expected and what
+was given.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+_AXES = {0: "D", 1: "W", 2: "H, W", 3: "D, H, W"}
+
+
+def describe(channels: int | str, spatial_dims: int) -> str:
+    """The layout a layer expects, e.g. ``(B, 3, H, W)`` or ``(B, 5)``."""
+    if spatial_dims == 0:
+        return f"(B, {channels})"
+    return f"(B, {channels}, {_AXES[spatial_dims]})"
+
+
+def check_array(name: str, x, what: str = "x") -> None:
+    """``x`` must be a floating-point array with a batch axis."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise ValueError(f"{name}: {what} must be an array, got {type(x).__name__}.")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"{name}: {what} must have a floating dtype, got {x.dtype}; "
+            f"convert it first, e.g. {what}.astype(jnp.float32)."
+        )
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name}: {what} must be batched, with shape (B, C, ...); got shape {tuple(x.shape)}."
+        )
+
+
+def check_layout(
+    name: str,
+    x,
+    channels: int,
+    spatial_dims: int | tuple[int, ...],
+    divisible_by: int = 1,
+    what: str = "x",
+) -> None:
+    """``x`` has shape ``(B, channels, *spatial)`` with the given number of spatial axes.
+
+    ``spatial_dims`` may be a tuple of allowed values (layers that work on vectors,
+    images and volumes alike); ``divisible_by`` is the factor every spatial size must be
+    a multiple of (``2**levels`` for a multiscale network).
+    """
+    check_array(name, x, what)
+    allowed = (spatial_dims,) if isinstance(spatial_dims, int) else tuple(spatial_dims)
+    sd = x.ndim - 2
+    if sd not in allowed:
+        want = " or ".join(describe(channels, s) for s in allowed)
+        raise ValueError(f"{name}: expected {what} of shape {want}; got shape {tuple(x.shape)}.")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{name}: expected {what} with {channels} channels, shape {describe(channels, sd)}; "
+            f"got {x.shape[1]} channels, shape {tuple(x.shape)}."
+        )
+    bad = [s for s in x.shape[2:] if s % divisible_by]
+    if bad:
+        raise ValueError(
+            f"{name}: every spatial size of {what} must be divisible by {divisible_by}; "
+            f"got shape {tuple(x.shape)}."
+        )
+
+
+def check_spatial(name: str, x, min_dims: int = 1, what: str = "x") -> None:
+    """``x`` is an image or volume whose spatial sizes are even (for a squeeze)."""
+    check_array(name, x, what)
+    sd = x.ndim - 2
+    if not min_dims <= sd <= 3:
+        raise ValueError(
+            f"{name}: expected {what} of shape (B, C, H, W) or (B, C, D, H, W); "
+            f"got shape {tuple(x.shape)}."
+        )
+    if any(s % 2 for s in x.shape[2:]):
+        raise ValueError(
+            f"{name}: cannot halve odd spatial sizes; every spatial size of {what} must be even, "
+            f"got shape {tuple(x.shape)}."
+        )
+
+
+def check_cond(name: str, cond, batch: int, expected: bool) -> None:
+    """A conditional network needs ``cond`` with the input's batch; others refuse one."""
+    if not expected:
+        if cond is not None:
+            raise ValueError(
+                f"{name} is unconditional but was given cond of shape {tuple(jnp.shape(cond))}; "
+                "pass cond=None."
+            )
+        return
+    if cond is None:
+        raise ValueError(f"{name} is conditional: cond is required, got None.")
+    check_array(name, cond, "cond")
+    if cond.shape[0] != batch:
+        raise ValueError(
+            f"{name}: cond must have the batch size of the input ({batch}); "
+            f"got cond of shape {tuple(cond.shape)}."
+        )

@@ -1,0 +1,31 @@
+"""Small array helpers shared by the layers."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+
+def per_channel(v, ndim: int):
+    """Reshape a per-channel vector ``(C,)`` to broadcast against ``(B, C, *spatial)``."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def spatial_size(x) -> int:
+    """Number of positions per channel: ``H*W`` for images, 1 for vectors."""
+    return math.prod(x.shape[2:])
+
+
+def batch_logdet(value, x):
+    """Broadcast a per-sample-constant log-determinant to shape ``(B,)``."""
+    return jnp.broadcast_to(value, x.shape[:1]).astype(x.dtype)
+
+
+def mix_channels(matrix, x):
+    """Apply a ``(C, C)`` matrix to the channels of ``x`` at every position."""
+    return jnp.einsum("oc,bc...->bo...", matrix, x)
+
+
+def split_channels(x, first: int):
+    return x[:, :first], x[:, first:]

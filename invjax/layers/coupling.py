@@ -1,0 +1,177 @@
+"""Affine and additive coupling layers (Dinh et al., 2017), with a fused backward."""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._checks import check_layout
+from .._layer import AbstractLayer
+from ._util import split_channels
+from .conditioners import default_conditioner
+
+
+def _sum_per_sample(v):
+    return jnp.sum(v.reshape(v.shape[0], -1), axis=1)
+
+
+class AbstractCoupling(AbstractLayer):
+    """Keep the first ``channels // 2`` channels, transform the rest given them.
+
+    ``y1 = x1``, ``y2 = T(x2; h)`` with ``h = conditioner(x1)``. Subclasses give ``T``
+    and its inverse; the class provides forward, inverse and the fused backward: from
+    ``y`` it runs the conditioner once on ``y1 = x1``, inverts ``T`` with that result and
+    takes the VJP from the same evaluation (design note 3 in ``docs/engine.md``).
+    """
+
+    conditioner: eqx.AbstractVar[eqx.Module]
+    channels: eqx.AbstractVar[int]
+    spatial_dims: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def _transform(self, h, x2):
+        """``(y2, logdet)`` from the conditioner output ``h`` and ``x2``."""
+
+    @abc.abstractmethod
+    def _inverse_transform(self, h, y2):
+        """``(x2, logdet of the inverse)``."""
+
+    def _check(self, x):
+        check_layout(type(self).__name__, x, self.channels, self.spatial_dims)
+
+    def _conditioner_out(self, x1, cond):
+        return jax.vmap(self.conditioner)(x1)
+
+    def _split(self, v):
+        return split_channels(v, self.channels // 2)
+
+    def _apply(self, v, cond, transform):
+        self._check(v)
+        a, b = self._split(v)
+        b, logdet = transform(self._conditioner_out(a, cond), b)
+        return jnp.concatenate([a, b], axis=1), logdet
+
+    def forward(self, x, cond=None):
+        return self._apply(x, cond, self._transform)
+
+    def inverse_and_log_det(self, y, cond=None):
+        return self._apply(y, cond, self._inverse_transform)
+
+    def _fused(self, v, dv, dlogdet, cond, rebuild, differentiate):
+        # v is one side of the map (y in the backward, x in the inverse backward);
+        # rebuild gives the other side's second half, differentiate is the map whose VJP
+        # we need. The conditioner runs once, for both.
+        self._check(v)
+        a, b = self._split(v)
+        da, db = self._split(dv)
+        h, pull_conditioner = eqx.filter_vjp(type(self)._conditioner_out, self, a, cond)
+        other, _ = rebuild(h, b)
+        _, pull_transform = jax.vjp(differentiate, h, other)
+        dh, dother = pull_transform((db, dlogdet))
+        dlayer, da_conditioner, dcond = pull_conditioner(dh)
+        value = jnp.concatenate([a, other], axis=1)
+        return value, jnp.concatenate([da + da_conditioner, dother], axis=1), dlayer, dcond
+
+    def backward(self, y, dy, dlogdet, cond=None):
+        return self._fused(y, dy, dlogdet, cond, self._inverse_transform, self._transform)
+
+    def inverse_backward(self, x, dx, dlogdet, cond=None):
+        return self._fused(x, dx, dlogdet, cond, self._transform, self._inverse_transform)
+
+
+def _check_channels(name, channels, spatial_dims):
+    if channels < 2:
+        raise ValueError(f"{name} needs at least 2 channels to split, got {channels}.")
+    if spatial_dims not in (0, 1, 2, 3):
+        raise ValueError(f"{name}: spatial_dims must be 0 (vectors), 1, 2 or 3, got {spatial_dims}.")
+
+
+class AffineCoupling(AbstractCoupling):
+    """``y2 = s * x2 + t`` with a bounded, sigmoid-based scale.
+
+    ``s = lo + (hi - lo) * sigmoid(a + c)``, ``c`` chosen so that ``a = 0`` gives ``s = 1``.
+    Bounding ``s`` in ``(lo, hi)`` keeps every inverse well conditioned, so activations
+    reconstructed through a deep network stay accurate in float32 (as Glow's and
+    InvertibleNetworks.jl's sigmoid scales do).
+
+    Args:
+        channels: ``C`` (at least 2); the first ``C // 2`` condition the rest.
+        hidden: hidden width of the default conditioner.
+        spatial_dims: 0 for vectors ``(B, C)`` (MLP conditioner), 2 for images, 3 for
+            volumes (:class:`ResidualBlock` conditioner).
+        key: PRNG key.
+        conditioner: optional per-sample module mapping ``(C // 2, *spatial)`` to
+            ``(2 * (C - C // 2), *spatial)``; replaces the default.
+        scale_range: ``(lo, hi)`` with ``0 < lo < 1 < hi``.
+
+    Shapes: ``(B, C, *spatial)`` -> same. logdet: ``sum(log s)`` per sample.
+    """
+
+    conditioner: eqx.Module
+    channels: int = eqx.field(static=True)
+    spatial_dims: int = eqx.field(static=True)
+    scale_range: tuple[float, float] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        spatial_dims: int = 2,
+        *,
+        key,
+        conditioner: eqx.Module | None = None,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+    ):
+        _check_channels("AffineCoupling", channels, spatial_dims)
+        lo, hi = scale_range
+        if not 0 < lo < 1 < hi:
+            raise ValueError(f"AffineCoupling: scale_range must satisfy 0 < lo < 1 < hi, got {scale_range}.")
+        self.channels, self.spatial_dims, self.scale_range = channels, spatial_dims, (float(lo), float(hi))
+        half = channels // 2
+        if conditioner is None:
+            conditioner = default_conditioner(half, 2 * (channels - half), hidden, spatial_dims, key=key)
+        self.conditioner = conditioner
+
+    def _scale_shift(self, h):
+        lo, hi = self.scale_range
+        raw, shift = jnp.split(h, 2, axis=1)
+        scale = lo + (hi - lo) * jax.nn.sigmoid(raw + math.log((1 - lo) / (hi - 1)))
+        return scale, shift
+
+    def _transform(self, h, x2):
+        scale, shift = self._scale_shift(h)
+        return x2 * scale + shift, _sum_per_sample(jnp.log(scale))
+
+    def _inverse_transform(self, h, y2):
+        scale, shift = self._scale_shift(h)
+        return (y2 - shift) / scale, -_sum_per_sample(jnp.log(scale))
+
+
+class AdditiveCoupling(AbstractCoupling):
+    """``y2 = x2 + t(x1)``: volume preserving (NICE), logdet 0.
+
+    Arguments as :class:`AffineCoupling`; a custom conditioner maps
+    ``(C // 2, *spatial)`` to ``(C - C // 2, *spatial)``.
+    """
+
+    conditioner: eqx.Module
+    channels: int = eqx.field(static=True)
+    spatial_dims: int = eqx.field(static=True)
+
+    def __init__(self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None):
+        _check_channels("AdditiveCoupling", channels, spatial_dims)
+        self.channels, self.spatial_dims = channels, spatial_dims
+        half = channels // 2
+        if conditioner is None:
+            conditioner = default_conditioner(half, channels - half, hidden, spatial_dims, key=key)
+        self.conditioner = conditioner
+
+    def _transform(self, h, x2):
+        return x2 + h, jnp.zeros(x2.shape[:1], x2.dtype)
+
+    def _inverse_transform(self, h, y2):
+        return y2 - h, jnp.zeros(y2.shape[:1], y2.dtype)

@@ -1,0 +1,58 @@
+"""The contract cases: every layer and network, with a tiny input shape.
+
+A new layer joins the contract tests by one entry here: ``name: (make_flow(key), x_shape)``.
+Layers are wrapped in :class:`invjax.nets.Flow` so they run through the engine.
+"""
+
+from __future__ import annotations
+
+import jax.random as jr
+
+import invjax as ij
+from invjax import layers as L
+
+
+def _flow(layer):
+    return ij.nets.Flow(layer)
+
+
+def _stack(key):
+    step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, 0, key=k)])  # noqa: E731
+    return _flow(L.Stack(step, 3, key=key))
+
+
+CASES = {
+    "actnorm_vector": (lambda k: _flow(L.ActNorm(3)), (3, 3)),
+    "actnorm_volume": (lambda k: _flow(L.ActNorm(2)), (2, 2, 2, 2, 2)),
+    "conv1x1_householder_image": (lambda k: _flow(L.Conv1x1(3, key=k)), (2, 3, 2, 2)),
+    "conv1x1_lu_volume": (lambda k: _flow(L.Conv1x1LU(3, key=k)), (2, 3, 2, 2, 2)),
+    "conv1x1_lu_vector": (lambda k: _flow(L.Conv1x1LU(4, key=k)), (3, 4)),
+    "permute_vector": (lambda k: _flow(L.Permute(5, key=k)), (3, 5)),
+    "affine_coupling_vector": (lambda k: _flow(L.AffineCoupling(4, 8, 0, key=k)), (3, 4)),
+    "affine_coupling_image": (lambda k: _flow(L.AffineCoupling(3, 4, 2, key=k)), (2, 3, 4, 4)),
+    "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, 3, key=k)), (2, 2, 2, 2, 2)),
+    "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, 2, key=k)), (2, 4, 2, 2)),
+    "squeeze_image": (lambda k: _flow(L.Squeeze()), (2, 1, 4, 4)),
+    "squeeze_volume": (lambda k: _flow(L.Squeeze()), (2, 1, 2, 2, 4)),
+    "haar_image": (lambda k: _flow(L.HaarSqueeze()), (2, 2, 2, 4)),
+    "haar_volume": (lambda k: _flow(L.HaarSqueeze()), (2, 1, 2, 2, 2)),
+    "unsqueeze_image": (lambda k: _flow(L.Invert(L.Squeeze())), (2, 4, 2, 2)),
+    "stack_vector": (_stack, (3, 4)),
+    "factor_out_image": (lambda k: _flow(L.FactorOut(L.AffineCoupling(2, 4, 2, key=k), 2)), (2, 4, 2, 2)),
+    "realnvp": (lambda k: ij.nets.RealNVP(4, 3, 8, key=k), (3, 4)),
+    "glow_image": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
+    "glow_volume": (lambda k: ij.nets.Glow(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "glow_householder_haar": (
+        lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv="householder", squeeze="haar"),
+        (2, 2, 4, 4),
+    ),
+}
+
+
+def make(name, key):
+    """A perturbed (non-identity) flow and an input for case ``name``."""
+    from helpers import perturb
+
+    build, shape = CASES[name]
+    k1, k2, k3 = jr.split(key, 3)
+    return perturb(build(k1), k2), jr.normal(k3, shape)

@@ -1,0 +1,43 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+
+def perturb(module, key, scale=0.1):
+    """Add noise to every floating leaf, so couplings and 1x1 convs are not the identity."""
+    params, static = eqx.partition(module, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jr.split(key, len(leaves))
+    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
+    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+
+
+def cast(module, dtype):
+    """Cast every floating leaf of ``module`` to ``dtype``."""
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, module)
+
+
+def flat(tree) -> np.ndarray:
+    """All floating leaves of a pytree as one vector."""
+    leaves = jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array))
+    return np.concatenate([np.ravel(np.asarray(a)) for a in leaves]) if leaves else np.zeros(0)
+
+
+def rel_err(a, b) -> float:
+    a, b = flat(a), flat(b)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def temp_bytes(fn, *args) -> int:
+    """XLA's compiled temporary memory of ``fn(*args)`` (deterministic)."""
+    return eqx.filter_jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+def nll(flow, x, cond=None):
+    return -jnp.mean(flow.log_prob(x, cond))
