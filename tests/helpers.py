@@ -36,7 +36,9 @@ def rel_err(a, b) -> float:
 
 def temp_bytes(fn, *args) -> int:
     """XLA's compiled temporary memory of ``fn(*args)`` (deterministic)."""
-    return eqx.filter_jit(fn).lower(*args).compile().memory_analysis().temp_size_in_bytes
+    arrays, static = eqx.partition(args, eqx.is_array)
+    compiled = jax.jit(lambda a: fn(*eqx.combine(a, static))).lower(arrays).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
 
 
 def nll(flow, x, cond=None):

@@ -1,0 +1,50 @@
+"""Bad input raises ValueError at trace time, naming what was expected and what was given."""
+
+import jax.numpy as jnp
+import jax.random as jr
+import pytest
+
+import invjax as ij
+from invjax import layers as L
+
+KEY = jr.key(0)
+GLOW = ij.nets.Glow(3, 2, 1, 4, key=KEY)
+REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: GLOW.forward(jnp.zeros((2, 3, 8))), r"expected x of shape \(B, 3, H, W\); got shape \(2, 3, 8\)"),
+        (lambda: GLOW.forward(jnp.zeros((2, 2, 8, 8))), r"expected x with 3 channels.*got 2 channels"),
+        (lambda: GLOW.forward(jnp.zeros((2, 3, 6, 8))), r"divisible by 4.*\(2, 3, 6, 8\)"),
+        (lambda: GLOW.inverse(jnp.zeros((2, 3, 8, 8, 8))), r"got shape \(2, 3, 8, 8, 8\)"),
+        (lambda: GLOW.log_prob(jnp.zeros((2, 3, 8, 8)), jnp.zeros((2, 5))), r"unconditional.*cond"),
+        (lambda: GLOW.log_prob(jnp.zeros((2, 3, 8, 8), jnp.int32)), r"floating dtype"),
+        (lambda: GLOW.sample(KEY, (2, 3, 8, 6)), r"divisible by 4"),
+        (lambda: REALNVP.forward(jnp.zeros((2, 5))), r"expected x with 4 channels"),
+        (lambda: REALNVP.forward(jnp.zeros((2, 4, 1))), r"expected x of shape \(B, 4\)"),
+        (lambda: REALNVP.forward(jnp.zeros((4,))), r"batched"),
+        (lambda: L.Squeeze().forward(jnp.zeros((2, 1, 3, 4))), r"odd spatial sizes.*\(2, 1, 3, 4\)"),
+        (lambda: L.Squeeze().forward(jnp.zeros((2, 4))), r"\(B, C, H, W\)"),
+        (lambda: L.HaarSqueeze().inverse(jnp.zeros((2, 3, 2, 2))), r"multiple of"),
+        (lambda: L.ActNorm(3).forward(jnp.zeros((2, 4, 2, 2))), r"3 channels"),
+        (lambda: L.AffineCoupling(4, 8, 2, key=KEY).forward(jnp.zeros((2, 4))), r"\(B, 4, H, W\)"),
+        (lambda: L.AffineCoupling(1, 8, 2, key=KEY), r"at least 2 channels"),
+        (lambda: L.AffineCoupling(4, 8, 2, key=KEY, scale_range=(1.0, 2.0)), r"scale_range"),
+        (lambda: L.Stack(lambda k: L.ActNorm(2), 0, key=KEY), r"positive integer"),
+        (lambda: L.Chain([]), r"at least one layer"),
+        (lambda: L.Chain([jnp.zeros(2)]), r"invjax layers"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, spatial_dims=1), r"spatial_dims"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, conv="dense"), r"conv must be one of"),
+        (lambda: ij.with_backprop(GLOW, "checkpoint"), r"backprop must be one of"),
+        (lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2))), r"cond is required"),
+        (
+            lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2)), jnp.zeros((3, 1))),
+            r"batch size of the input \(2\)",
+        ),
+    ],
+)
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
