@@ -1,7 +1,8 @@
 """The contract cases: every layer and network, with a tiny input shape.
 
-A new layer joins the contract tests by one entry here: ``name: (make_flow(key), x_shape)``.
-Layers are wrapped in :class:`invjax.nets.Flow` so they run through the engine.
+A new layer joins the contract tests by one entry here: ``name: (make_flow(key), x_shape)``,
+or ``(make_flow(key), x_shape, cond_shape)`` for a conditional one. Layers are wrapped in
+:class:`invjax.nets.Flow` so they run through the engine.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import invjax as ij
 from invjax import layers as L
 
 
-def _flow(layer):
-    return ij.nets.Flow(layer)
+def _flow(layer, conditional=False):
+    return ij.nets.Flow(layer, conditional=conditional)
 
 
 def _stack(key):
@@ -46,13 +47,32 @@ CASES = {
         lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv="householder", squeeze="haar"),
         (2, 2, 4, 4),
     ),
+    "conditional_affine_coupling_vector_cond": (
+        lambda k: _flow(L.AffineCoupling(2, 4, 2, key=k, cond_channels=3), conditional=True),
+        (2, 2, 4, 4),
+        (2, 3),
+    ),
+    "conditional_additive_coupling_map_cond": (
+        lambda k: _flow(L.AdditiveCoupling(2, 4, 2, key=k, cond_channels=2), conditional=True),
+        (2, 2, 2, 2),
+        (2, 2, 2, 2),
+    ),
+    "conditional_realnvp": (lambda k: ij.nets.ConditionalRealNVP(4, 2, 3, 8, key=k), (3, 4), (3, 2)),
+    "conditional_glow_vector_cond": (lambda k: ij.nets.ConditionalGlow(1, 3, 2, 2, 4, key=k), (2, 1, 4, 4), (2, 3)),
+    "conditional_glow_volume_map_cond": (
+        lambda k: ij.nets.ConditionalGlow(1, 1, 1, 2, 4, key=k, spatial_dims=3, cond_spatial=True),
+        (2, 1, 2, 2, 2),
+        (2, 1, 2, 2, 2),
+    ),
 }
 
 
 def make(name, key):
-    """A perturbed (non-identity) flow and an input for case ``name``."""
+    """``(flow, x, cond)`` for case ``name``: a perturbed (non-identity) flow, an input and
+    a condition (``None`` for unconditional cases)."""
     from helpers import perturb
 
-    build, shape = CASES[name]
-    k1, k2, k3 = jr.split(key, 3)
-    return perturb(build(k1), k2), jr.normal(k3, shape)
+    build, shape, *cond_shape = CASES[name]
+    k1, k2, k3, k4 = jr.split(key, 4)
+    cond = jr.normal(k4, cond_shape[0]) if cond_shape else None
+    return perturb(build(k1), k2), jr.normal(k3, shape), cond

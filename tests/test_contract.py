@@ -17,11 +17,11 @@ NAMES = sorted(CASES)
 def _loss(direction):
     """A scalar loss using both outputs nonlinearly, in either direction."""
 
-    def loss(flow, v, weights):
+    def loss(flow, v, cond, weights):
         if direction == "forward":
-            out, logdet = flow.forward(v)
+            out, logdet = flow.forward(v, cond)
         else:
-            out, logdet = flow.inverse_and_log_det(v)
+            out, logdet = flow.inverse_and_log_det(v, cond)
         return jnp.sum(jnp.sin(out) * weights.reshape(out.shape)) + jnp.sum(logdet**2) + jnp.sum(logdet)
 
     return loss
@@ -29,30 +29,32 @@ def _loss(direction):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_round_trip_and_inverse_log_det(name):
-    flow, x = make(name, jr.key(0))
-    z, logdet = eqx.filter_jit(lambda f, x: f.forward(x))(flow, x)
+    flow, x, cond = make(name, jr.key(0))
+    z, logdet = eqx.filter_jit(lambda f, x, c: f.forward(x, c))(flow, x, cond)
     assert logdet.shape == x.shape[:1] and z.dtype == x.dtype and z.size == x.size
     if not isinstance(flow, ij.nets.Flow):  # networks keep the input's shape; squeezes do not
         assert z.shape == x.shape
-    x_back, logdet_inverse = eqx.filter_jit(lambda f, z: f.inverse_and_log_det(z))(flow, z)
+    x_back, logdet_inverse = eqx.filter_jit(lambda f, z, c: f.inverse_and_log_det(z, c))(flow, z, cond)
     np.testing.assert_allclose(x_back, x, rtol=0, atol=1e-10)
     np.testing.assert_allclose(logdet_inverse, -logdet, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_log_det_matches_jacobian(name):
-    flow, x = make(name, jr.key(1))
+    flow, x, cond = make(name, jr.key(1))
     plain = ij.with_backprop(flow, "autodiff")  # jacfwd needs forward mode
 
     @eqx.filter_jit
-    def per_sample(flow, x):
-        def one(v):
-            fn = lambda u: flow.forward(u.reshape((1,) + v.shape))[0].ravel()  # noqa: E731
+    def per_sample(flow, x, cond):
+        def one(args):
+            v, c = args
+            c = None if c is None else c[None]
+            fn = lambda u: flow.forward(u.reshape((1,) + v.shape), c)[0].ravel()  # noqa: E731
             return jnp.linalg.slogdet(jax.jacfwd(fn)(v.ravel()))
 
-        return jax.lax.map(one, x), flow.forward(x)[1]
+        return jax.lax.map(one, (x, cond)), flow.forward(x, cond)[1]
 
-    (sign, expected), logdet = per_sample(plain, x)
+    (sign, expected), logdet = per_sample(plain, x, cond)
     assert bool(jnp.all(sign != 0))
     np.testing.assert_allclose(logdet, expected, rtol=1e-9, atol=1e-9)
 
@@ -60,19 +62,21 @@ def test_log_det_matches_jacobian(name):
 @pytest.mark.parametrize("direction", ["forward", "inverse"])
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_match_autodiff_and_finite_differences(name, direction):
-    flow, x = make(name, jr.key(2))
+    flow, x, cond = make(name, jr.key(2))
     if direction == "inverse":  # start from a valid latent (squeezes change shapes)
-        x = flow.forward(x)[0]
+        x = flow.forward(x, cond)[0]
     weights = jr.normal(jr.key(3), x.shape)
     loss = _loss(direction)
-    g_flow, g_x = _grads(loss, flow, x, weights)
-    a_flow, a_x = _grads(loss, ij.with_backprop(flow, "autodiff"), x, weights)
+    g_flow, g_x, g_cond = _grads(loss, flow, x, cond, weights)
+    a_flow, a_x, a_cond = _grads(loss, ij.with_backprop(flow, "autodiff"), x, cond, weights)
     assert rel_err(g_x, a_x) < 1e-6
+    if cond is not None:  # gradients reach the condition (and so a network upstream of it)
+        assert flat(a_cond).any() and rel_err(g_cond, a_cond) < 1e-6
     if flat(a_flow).size:
         assert rel_err(g_flow, a_flow) < 1e-6
 
     # Central finite difference along a random direction in (parameters, input).
-    params, static = eqx.partition((flow, x), eqx.is_inexact_array)
+    params, static = eqx.partition((flow, x, cond), eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(jr.key(4), len(leaves))
     tangent = jax.tree.unflatten(treedef, [jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
@@ -80,21 +84,21 @@ def test_gradients_match_autodiff_and_finite_differences(name, direction):
     f = lambda args: loss(*args, weights)  # noqa: E731
     eps = 1e-6
     numeric = (f(shifted(eps)) - f(shifted(-eps))) / (2 * eps)
-    analytic = np.dot(flat(tangent), flat((g_flow, g_x)))
+    analytic = np.dot(flat(tangent), flat((g_flow, g_x, g_cond)))
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
 
 
-def _grads(loss, flow, x, weights):
-    return eqx.filter_jit(eqx.filter_grad(lambda args: loss(*args, weights)))((flow, x))
+def _grads(loss, flow, x, cond, weights):
+    return eqx.filter_jit(eqx.filter_grad(lambda args: loss(*args, weights)))((flow, x, cond))
 
 
-@pytest.mark.parametrize("name", ["glow_image", "realnvp"])
-def test_jit_and_vmap_free_api_is_batched(name):
-    flow, x = make(name, jr.key(5))
-    lp = eqx.filter_jit(lambda f, x: f.log_prob(x))(flow, x)
+@pytest.mark.parametrize("name", ["glow_image", "realnvp", "conditional_glow_vector_cond"])
+def test_log_prob_sample_and_sample_and_log_prob_agree(name):
+    flow, x, cond = make(name, jr.key(5))
+    lp = eqx.filter_jit(lambda f, x, c: f.log_prob(x, c))(flow, x, cond)
     assert lp.shape == x.shape[:1] and bool(jnp.all(jnp.isfinite(lp)))
-    samples = flow.sample(jr.key(6), x.shape)
+    samples = flow.sample(jr.key(6), x.shape, cond)
     assert samples.shape == x.shape
-    xs, log_q = flow.sample_and_log_prob(jr.key(6), x.shape)
+    xs, log_q = flow.sample_and_log_prob(jr.key(6), x.shape, cond)
     np.testing.assert_allclose(xs, samples, atol=1e-12)
-    np.testing.assert_allclose(log_q, flow.log_prob(xs), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(log_q, flow.log_prob(xs, cond), rtol=1e-8, atol=1e-8)

@@ -10,6 +10,9 @@ from invjax import layers as L
 KEY = jr.key(0)
 GLOW = ij.nets.Glow(3, 2, 1, 4, key=KEY)
 REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
+CGLOW = ij.nets.ConditionalGlow(1, 2, 1, 1, 4, key=KEY, cond_spatial=True)
+CREALNVP = ij.nets.ConditionalRealNVP(4, 3, 1, 8, key=KEY)
+X = jnp.zeros((2, 1, 4, 4))
 
 
 @pytest.mark.parametrize(
@@ -42,6 +45,21 @@ REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
         (
             lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2)), jnp.zeros((3, 1))),
             r"batch size of the input \(2\)",
+        ),
+        (lambda: CGLOW.log_prob(X), r"cond is required"),
+        (lambda: CGLOW.log_prob(X, jnp.zeros((2, 2, 2, 2))), r"expected cond of shape \(B, 2, 4, 4\)"),
+        (lambda: CGLOW.sample(KEY, (2, 1, 4, 4), jnp.zeros((3, 2, 4, 4))), r"batch size of the input \(2\)"),
+        (lambda: CREALNVP.log_prob(jnp.zeros((2, 4)), jnp.zeros((2, 2))), r"expected cond with 3 channels"),
+        (lambda: CREALNVP.inverse(jnp.zeros((2, 4))), r"cond is required"),
+        (
+            lambda: L.AffineCoupling(2, 4, 2, key=KEY, cond_channels=3).forward(X[:, :1].repeat(2, 1)),
+            r"cond is required",
+        ),
+        (
+            lambda: L.AffineCoupling(2, 4, 2, key=KEY, cond_channels=3).forward(
+                jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))
+            ),
+            r"expected cond of shape \(B, 3\) or \(B, 3, 4, 4\)",
         ),
     ],
 )

@@ -8,6 +8,7 @@ from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
 from .factor import FactorOut
 from .invert import Invert
+from .map_cond import MapCond
 from .permute import Permute
 from .squeeze import HaarSqueeze, Squeeze
 from .stack import Stack
@@ -24,6 +25,7 @@ __all__ = [
     "FactorOut",
     "HaarSqueeze",
     "Invert",
+    "MapCond",
     "MLP",
     "Permute",
     "ResidualBlock",

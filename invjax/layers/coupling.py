@@ -31,6 +31,7 @@ class AbstractCoupling(AbstractLayer):
     conditioner: eqx.AbstractVar[eqx.Module]
     channels: eqx.AbstractVar[int]
     spatial_dims: eqx.AbstractVar[int]
+    cond_channels: eqx.AbstractVar[int]
 
     @abc.abstractmethod
     def _transform(self, h, x2):
@@ -44,7 +45,7 @@ class AbstractCoupling(AbstractLayer):
         check_layout(type(self).__name__, x, self.channels, self.spatial_dims)
 
     def _conditioner_out(self, x1, cond):
-        return jax.vmap(self.conditioner)(x1)
+        return jax.vmap(self.conditioner)(_with_cond(type(self).__name__, x1, cond, self.cond_channels))
 
     def _split(self, v):
         return split_channels(v, self.channels // 2)
@@ -83,6 +84,26 @@ class AbstractCoupling(AbstractLayer):
         return self._fused(x, dx, dlogdet, cond, self._transform, self._inverse_transform)
 
 
+def _with_cond(name, x1, cond, cond_channels):
+    """The conditioner's input: ``x1`` with the condition's channels appended.
+
+    A vector condition ``(B, K)`` is broadcast over the spatial axes; a feature map
+    ``(B, K, *spatial)`` must have ``x1``'s spatial sizes.
+    """
+    if cond_channels == 0:
+        return x1
+    if cond is None:
+        raise ValueError(f"{name} is conditional ({cond_channels} condition channels): cond is required.")
+    expected = f"(B, {cond_channels}) or (B, {cond_channels}, {', '.join(map(str, x1.shape[2:]))})"
+    if cond.shape[0] != x1.shape[0] or cond.shape[1] != cond_channels:
+        raise ValueError(f"{name}: expected cond of shape {expected}; got shape {tuple(cond.shape)}.")
+    if cond.ndim == 2:
+        cond = jnp.broadcast_to(cond.reshape(cond.shape + (1,) * (x1.ndim - 2)), cond.shape + x1.shape[2:])
+    elif cond.shape[2:] != x1.shape[2:]:
+        raise ValueError(f"{name}: expected cond of shape {expected}; got shape {tuple(cond.shape)}.")
+    return jnp.concatenate([x1, cond.astype(x1.dtype)], axis=1)
+
+
 def _check_channels(name, channels, spatial_dims):
     if channels < 2:
         raise ValueError(f"{name} needs at least 2 channels to split, got {channels}.")
@@ -104,9 +125,12 @@ class AffineCoupling(AbstractCoupling):
         spatial_dims: 0 for vectors ``(B, C)`` (MLP conditioner), 2 for images, 3 for
             volumes (:class:`ResidualBlock` conditioner).
         key: PRNG key.
-        conditioner: optional per-sample module mapping ``(C // 2, *spatial)`` to
+        conditioner: optional per-sample module mapping ``(C // 2 + K, *spatial)`` to
             ``(2 * (C - C // 2), *spatial)``; replaces the default.
         scale_range: ``(lo, hi)`` with ``0 < lo < 1 < hi``.
+        cond_channels: ``K``; if positive the layer is conditional: ``cond`` of shape
+            ``(B, K)`` (broadcast over space) or ``(B, K, *spatial)`` joins the
+            conditioner's input, and receives gradients.
 
     Shapes: ``(B, C, *spatial)`` -> same. logdet: ``sum(log s)`` per sample.
     """
@@ -115,6 +139,7 @@ class AffineCoupling(AbstractCoupling):
     channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     scale_range: tuple[float, float] = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -125,15 +150,19 @@ class AffineCoupling(AbstractCoupling):
         key,
         conditioner: eqx.Module | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
+        cond_channels: int = 0,
     ):
         _check_channels("AffineCoupling", channels, spatial_dims)
         lo, hi = scale_range
         if not 0 < lo < 1 < hi:
             raise ValueError(f"AffineCoupling: scale_range must satisfy 0 < lo < 1 < hi, got {scale_range}.")
         self.channels, self.spatial_dims, self.scale_range = channels, spatial_dims, (float(lo), float(hi))
+        self.cond_channels = cond_channels
         half = channels // 2
         if conditioner is None:
-            conditioner = default_conditioner(half, 2 * (channels - half), hidden, spatial_dims, key=key)
+            conditioner = default_conditioner(
+                half + cond_channels, 2 * (channels - half), hidden, spatial_dims, key=key
+            )
         self.conditioner = conditioner
 
     def _scale_shift(self, h):
@@ -155,19 +184,22 @@ class AdditiveCoupling(AbstractCoupling):
     """``y2 = x2 + t(x1)``: volume preserving (NICE), logdet 0.
 
     Arguments as :class:`AffineCoupling`; a custom conditioner maps
-    ``(C // 2, *spatial)`` to ``(C - C // 2, *spatial)``.
+    ``(C // 2 + K, *spatial)`` to ``(C - C // 2, *spatial)``.
     """
 
     conditioner: eqx.Module
     channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None):
+    def __init__(
+        self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None, cond_channels: int = 0
+    ):
         _check_channels("AdditiveCoupling", channels, spatial_dims)
-        self.channels, self.spatial_dims = channels, spatial_dims
+        self.channels, self.spatial_dims, self.cond_channels = channels, spatial_dims, cond_channels
         half = channels // 2
         if conditioner is None:
-            conditioner = default_conditioner(half, channels - half, hidden, spatial_dims, key=key)
+            conditioner = default_conditioner(half + cond_channels, channels - half, hidden, spatial_dims, key=key)
         self.conditioner = conditioner
 
     def _transform(self, h, x2):

@@ -1,7 +1,7 @@
 """Networks: flows with ``forward``, ``inverse``, ``log_prob`` and ``sample``."""
 
 from .._flow import AbstractFlow, Flow
-from .glow import Glow
-from .realnvp import RealNVP
+from .glow import ConditionalGlow, Glow
+from .realnvp import ConditionalRealNVP, RealNVP
 
-__all__ = ["AbstractFlow", "Flow", "Glow", "RealNVP"]
+__all__ = ["AbstractFlow", "ConditionalGlow", "ConditionalRealNVP", "Flow", "Glow", "RealNVP"]
