@@ -5,10 +5,15 @@ from .actnorm import ActNorm
 from .chain import Chain
 from .conditioners import MLP, ResidualBlock
 from .conv1x1 import Conv1x1, Conv1x1LU
+from .composite import Composite
+from .conjugate import Conjugate
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
-from .factor import FactorOut
+from .hint import HINTCoupling
+from .hyperbolic import HyperbolicLayer
 from .invert import Invert
+from .lane import Lane, set_lanes
 from .map_cond import MapCond
+from .on_channels import FactorOut, OnChannels
 from .permute import Permute
 from .squeeze import HaarSqueeze, Squeeze
 from .stack import Stack
@@ -20,15 +25,22 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "Chain",
+    "Composite",
+    "Conjugate",
     "Conv1x1",
     "Conv1x1LU",
     "FactorOut",
     "HaarSqueeze",
+    "HINTCoupling",
+    "HyperbolicLayer",
     "Invert",
+    "Lane",
     "MapCond",
     "MLP",
+    "OnChannels",
     "Permute",
     "ResidualBlock",
     "Squeeze",
     "Stack",
+    "set_lanes",
 ]

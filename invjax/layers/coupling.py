@@ -20,7 +20,7 @@ def _sum_per_sample(v):
 
 
 class AbstractCoupling(AbstractLayer):
-    """Keep the first ``channels // 2`` channels, transform the rest given them.
+    """Keep the first ``split`` channels (``channels // 2`` by default), transform the rest given them.
 
     ``y1 = x1``, ``y2 = T(x2; h)`` with ``h = conditioner(x1)``. Subclasses give ``T``
     and its inverse; the class provides forward, inverse and the fused backward: from
@@ -32,6 +32,7 @@ class AbstractCoupling(AbstractLayer):
     channels: eqx.AbstractVar[int]
     spatial_dims: eqx.AbstractVar[int]
     cond_channels: eqx.AbstractVar[int]
+    split: eqx.AbstractVar[int]
 
     @abc.abstractmethod
     def _transform(self, h, x2):
@@ -48,7 +49,7 @@ class AbstractCoupling(AbstractLayer):
         return jax.vmap(self.conditioner)(_with_cond(type(self).__name__, x1, cond, self.cond_channels))
 
     def _split(self, v):
-        return split_channels(v, self.channels // 2)
+        return split_channels(v, self.split)
 
     def _apply(self, v, cond, transform):
         self._check(v)
@@ -104,11 +105,16 @@ def _with_cond(name, x1, cond, cond_channels):
     return jnp.concatenate([x1, cond.astype(x1.dtype)], axis=1)
 
 
-def _check_channels(name, channels, spatial_dims):
+def _check_channels(name, channels, spatial_dims, split):
+    """Validate the hyper-parameters; returns the number of kept channels."""
     if channels < 2:
         raise ValueError(f"{name} needs at least 2 channels to split, got {channels}.")
     if spatial_dims not in (0, 1, 2, 3):
         raise ValueError(f"{name}: spatial_dims must be 0 (vectors), 1, 2 or 3, got {spatial_dims}.")
+    split = channels // 2 if split is None else split
+    if not 1 <= split < channels:
+        raise ValueError(f"{name}: split must satisfy 1 <= split < channels ({channels}), got {split}.")
+    return split
 
 
 class AffineCoupling(AbstractCoupling):
@@ -131,6 +137,9 @@ class AffineCoupling(AbstractCoupling):
         cond_channels: ``K``; if positive the layer is conditional: ``cond`` of shape
             ``(B, K)`` (broadcast over space) or ``(B, K, *spatial)`` joins the
             conditioner's input, and receives gradients.
+        split: how many leading channels are kept and condition the others
+            (default ``C // 2``); the conditional HINT couples its ``x`` lane to its
+            ``y`` lane this way.
 
     Shapes: ``(B, C, *spatial)`` -> same. logdet: ``sum(log s)`` per sample.
     """
@@ -140,6 +149,7 @@ class AffineCoupling(AbstractCoupling):
     spatial_dims: int = eqx.field(static=True)
     scale_range: tuple[float, float] = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
+    split: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -151,14 +161,14 @@ class AffineCoupling(AbstractCoupling):
         conditioner: eqx.Module | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
         cond_channels: int = 0,
+        split: int | None = None,
     ):
-        _check_channels("AffineCoupling", channels, spatial_dims)
+        half = _check_channels("AffineCoupling", channels, spatial_dims, split)
         lo, hi = scale_range
         if not 0 < lo < 1 < hi:
             raise ValueError(f"AffineCoupling: scale_range must satisfy 0 < lo < 1 < hi, got {scale_range}.")
         self.channels, self.spatial_dims, self.scale_range = channels, spatial_dims, (float(lo), float(hi))
-        self.cond_channels = cond_channels
-        half = channels // 2
+        self.cond_channels, self.split = cond_channels, half
         if conditioner is None:
             conditioner = default_conditioner(
                 half + cond_channels, 2 * (channels - half), hidden, spatial_dims, key=key
@@ -184,20 +194,21 @@ class AdditiveCoupling(AbstractCoupling):
     """``y2 = x2 + t(x1)``: volume preserving (NICE), logdet 0.
 
     Arguments as :class:`AffineCoupling`; a custom conditioner maps
-    ``(C // 2 + K, *spatial)`` to ``(C - C // 2, *spatial)``.
+    ``(split + K, *spatial)`` to ``(C - split, *spatial)``.
     """
 
     conditioner: eqx.Module
     channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
+    split: int = eqx.field(static=True)
 
     def __init__(
-        self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None, cond_channels: int = 0
+        self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None, cond_channels: int = 0,
+        split: int | None = None,
     ):
-        _check_channels("AdditiveCoupling", channels, spatial_dims)
-        self.channels, self.spatial_dims, self.cond_channels = channels, spatial_dims, cond_channels
-        half = channels // 2
+        half = _check_channels("AdditiveCoupling", channels, spatial_dims, split)
+        self.channels, self.spatial_dims, self.cond_channels, self.split = channels, spatial_dims, cond_channels, half
         if conditioner is None:
             conditioner = default_conditioner(half + cond_channels, channels - half, hidden, spatial_dims, key=key)
         self.conditioner = conditioner

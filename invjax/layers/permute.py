@@ -1,4 +1,4 @@
-"""A fixed random permutation of channels (or of the features of vectors)."""
+"""A fixed permutation of channels (or of the features of vectors)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from ._util import batch_logdet
 
 
 class Permute(AbstractLayer):
-    """``y[:, i] = x[:, permutation[i]]``, a fixed random permutation; logdet 0.
+    """``y[:, i] = x[:, permutation[i]]``, a fixed permutation; logdet 0.
 
     Args:
         channels: ``C``, the size of axis 1 (the features of a vector).
-        key: PRNG key drawing the permutation. The permutation is an integer array, so
-            gradients and optimizers leave it alone.
+        key: PRNG key drawing a random permutation. The permutation is an integer
+            array, so gradients and optimizers leave it alone.
+        permutation: a given order of the ``C`` channels instead of a random one (e.g.
+            the reordering that brings two lanes' kept halves together).
 
     Shapes: ``(B, C, *spatial)`` -> same.
     """
@@ -26,9 +28,15 @@ class Permute(AbstractLayer):
     permutation: Int[Array, " C"]
     channels: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, *, key):
+    def __init__(self, channels: int, *, key=None, permutation=None):
+        if (key is None) == (permutation is None):
+            raise ValueError("Permute takes exactly one of key= (a random permutation) and permutation=.")
+        if permutation is None:
+            permutation = jr.permutation(key, channels)
+        elif sorted(int(i) for i in permutation) != list(range(channels)):
+            raise ValueError(f"Permute: permutation must order 0..{channels - 1}, got {list(permutation)}.")
         self.channels = channels
-        self.permutation = jr.permutation(key, channels).astype(jnp.int32)
+        self.permutation = jnp.asarray(permutation, jnp.int32)
 
     def forward(self, x, cond=None):
         check_layout("Permute", x, self.channels, (0, 1, 2, 3))

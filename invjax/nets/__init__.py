@@ -1,7 +1,23 @@
 """Networks: flows with ``forward``, ``inverse``, ``log_prob`` and ``sample``."""
 
 from .._flow import AbstractFlow, Flow
+from .conditional_hint import AbstractJointFlow, ConditionalHINT, MultiscaleConditionalHINT
 from .glow import ConditionalGlow, Glow
+from .hint import HINT, MultiscaleHINT
+from .hyperbolic import Hyperbolic
 from .realnvp import ConditionalRealNVP, RealNVP
 
-__all__ = ["AbstractFlow", "ConditionalGlow", "ConditionalRealNVP", "Flow", "Glow", "RealNVP"]
+__all__ = [
+    "AbstractFlow",
+    "AbstractJointFlow",
+    "ConditionalGlow",
+    "ConditionalHINT",
+    "ConditionalRealNVP",
+    "Flow",
+    "Glow",
+    "HINT",
+    "Hyperbolic",
+    "MultiscaleConditionalHINT",
+    "MultiscaleHINT",
+    "RealNVP",
+]

@@ -15,14 +15,11 @@ from ..layers import (
     Chain,
     Conv1x1,
     Conv1x1LU,
-    FactorOut,
     HaarSqueeze,
-    Invert,
-    MapCond,
     Squeeze,
     Stack,
 )
-from ..layers.squeeze import space_to_depth
+from ._multiscale import multiscale
 
 _SQUEEZES = {"space_to_depth": Squeeze, "haar": HaarSqueeze}
 _CONVS = {"lu": lambda c, key: Conv1x1LU(c, key=key), "householder": lambda c, key: Conv1x1(c, key=key)}
@@ -33,31 +30,6 @@ def glow_step(channels: int, hidden: int, spatial_dims: int, conv: str, *, key, 
     k1, k2 = jr.split(key)
     coupling = AffineCoupling(channels, hidden, spatial_dims, key=k2, cond_channels=cond_channels)
     return Chain([ActNorm(channels), _CONVS[conv](channels, k1), coupling])
-
-
-def multiscale(make_steps, channels: int, levels: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
-               squeeze_cond: bool = False):
-    """The multiscale body shared by Glow-like networks.
-
-    Each level squeezes, runs ``make_steps(channels, level, key)`` and factors out half of
-    the channels, which go straight to the latent; the last level keeps all. Every level
-    ends with the inverse squeeze, so the latent has the input's shape and the
-    factored-out halves sit at their place in it. With ``squeeze_cond`` a feature-map
-    condition is squeezed along with each level (:class:`~invjax.layers.MapCond`).
-    """
-    keys = jr.split(key, levels)
-
-    def level(i, channels):
-        channels = channels * 2**spatial_dims
-        steps = make_steps(channels, i, keys[i])
-        if i == levels - 1:
-            chain = Chain([squeeze, steps, Invert(squeeze)])
-        else:
-            kept = channels // 2
-            chain = Chain([squeeze, steps, FactorOut(level(i + 1, kept), kept), Invert(squeeze)])
-        return MapCond(chain, space_to_depth) if squeeze_cond else chain
-
-    return level(0, channels)
 
 
 def _glow_body(in_channels, levels, depth, hidden, spatial_dims, conv, squeeze, cond_channels, cond_spatial, key):

@@ -1,0 +1,38 @@
+"""Composite: a layer defined by an assembly of other layers (its ``body``)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+
+from .._layer import AbstractLayer
+
+
+class Composite(AbstractLayer):
+    """Base for layers that are an assembly of layers: every method delegates to ``body``.
+
+    A subclass builds ``body`` (a :class:`Chain`, a :class:`Stack`, ...) in its constructor
+    and gets forward, inverse, both backward passes and initialisation from it, so it
+    never writes a backward of its own.
+    """
+
+    body: eqx.AbstractVar[AbstractLayer]
+
+    def forward(self, x, cond=None):
+        return self.body.forward(x, cond)
+
+    def inverse_and_log_det(self, y, cond=None):
+        return self.body.inverse_and_log_det(y, cond)
+
+    def _wrap(self, result):
+        value, dvalue, dbody, dcond = result
+        return value, dvalue, eqx.tree_at(lambda s: s.body, self, dbody), dcond
+
+    def backward(self, y, dy, dlogdet, cond=None):
+        return self._wrap(self.body.backward(y, dy, dlogdet, cond))
+
+    def inverse_backward(self, x, dx, dlogdet, cond=None):
+        return self._wrap(self.body.inverse_backward(x, dx, dlogdet, cond))
+
+    def initialize(self, x, cond=None):
+        body, y = self.body.initialize(x, cond)
+        return eqx.tree_at(lambda s: s.body, self, body), y

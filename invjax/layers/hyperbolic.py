@@ -1,0 +1,146 @@
+"""The hyperbolic (leapfrog) layer of Lensink, Peters and Haber (2022)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax import lax
+from jaxtyping import Array, Float
+
+from .._checks import check_layout
+from .._layer import AbstractLayer
+from ._util import batch_logdet, per_channel
+from .squeeze import HaarSqueeze
+
+ACTIONS = ("same", "down", "up")
+
+
+class HyperbolicLayer(AbstractLayer):
+    """One leapfrog step of a second-order (hyperbolic) network on a pair of states.
+
+    The input holds two states, ``x = (x_prev, x_curr)`` along the channels. After an
+    optional change of resolution (orthonormal Haar squeeze of both states for
+    ``"down"``, its inverse for ``"up"``), the layer returns ``(x_curr, x_next)`` with
+
+        ``x_next = 2 x_curr - x_prev - alpha * W^T act(W x_curr + b)``,
+
+    ``W`` a convolution (a matrix for vectors). The inverse is the same step run
+    backwards in time: ``x_prev = 2 x_curr - x_next - alpha * W^T act(W x_curr + b)``.
+    Exactly invertible, volume preserving (logdet 0), and its backward needs one
+    evaluation of ``W^T act(W x + b)``, shared with the reconstruction.
+
+    Args:
+        channels: channels of *each* state at the input (the input has ``2 * channels``).
+        hidden: channels of ``W x`` (the seed's ``n_hidden``).
+        key: PRNG key.
+        spatial_dims: 0 (vectors), 1, 2 or 3. ``"down"``/``"up"`` need at least 1.
+        action: ``"same"``, ``"down"`` (spatial sizes halve, channels times ``2**n``)
+            or ``"up"`` (the reverse; ``channels`` must be a multiple of ``2**n``).
+        alpha: the step size.
+        kernel_size: odd size of the convolution ``W``.
+        activation: ``act``; ReLU as in the seed's package.
+
+    Shapes: ``(B, 2c, *S)`` -> ``(B, 2c, *S)`` (same), ``(B, 2c 2**n, *S/2)`` (down) or
+    ``(B, 2c / 2**n, *2S)`` (up).
+    """
+
+    weight: Float[Array, "hidden c *kernel"]
+    bias: Float[Array, " hidden"]
+    channels: int = eqx.field(static=True)
+    spatial_dims: int = eqx.field(static=True)
+    action: str = eqx.field(static=True)
+    alpha: float = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, channels: int, hidden: int, *, key, spatial_dims: int = 2, action: str = "same",
+                 alpha: float = 1.0, kernel_size: int = 3, activation: Callable = jax.nn.relu):
+        if action not in ACTIONS:
+            raise ValueError(f"HyperbolicLayer: action must be one of {ACTIONS}, got {action!r}.")
+        if spatial_dims not in (0, 1, 2, 3) or (action != "same" and spatial_dims == 0):
+            raise ValueError(
+                f"HyperbolicLayer: spatial_dims must be 0, 1, 2 or 3 (at least 1 to resample), "
+                f"got {spatial_dims} with action {action!r}."
+            )
+        if kernel_size % 2 == 0:
+            raise ValueError(f"HyperbolicLayer: kernel_size must be odd, got {kernel_size}.")
+        factor = 2**spatial_dims
+        if action == "up" and channels % factor:
+            raise ValueError(f"HyperbolicLayer: action 'up' needs channels divisible by {factor}, got {channels}.")
+        inner = {"same": channels, "down": channels * factor, "up": channels // factor}[action]
+        kernel = (kernel_size,) * spatial_dims
+        # Glorot-uniform weights, zero bias (the seed's initialisation).
+        fan = (inner + hidden) * math.prod(kernel)
+        limit = math.sqrt(6 / fan)
+        self.weight = jr.uniform(key, (hidden, inner, *kernel), minval=-limit, maxval=limit)
+        self.bias = jnp.zeros((hidden,))
+        self.channels, self.spatial_dims, self.action = channels, spatial_dims, action
+        self.alpha, self.activation = float(alpha), activation
+
+    def _force(self, x):
+        """``W^T act(W x + b)`` for a batch of states ``x`` (``(B, c, *S)``)."""
+        if self.spatial_dims == 0:
+            return self.activation(x @ self.weight.T + self.bias) @ self.weight
+        n = self.spatial_dims
+        h = lax.conv_general_dilated(x, self.weight, (1,) * n, "SAME") + per_channel(self.bias, x.ndim)
+        # The adjoint of a stride-1 "SAME" convolution (odd kernel): flipped, transposed kernel.
+        adjoint = jnp.flip(self.weight, axis=tuple(range(2, 2 + n))).swapaxes(0, 1)
+        return lax.conv_general_dilated(self.activation(h), adjoint, (1,) * n, "SAME")
+
+    def _resample(self, v, inverse=False):
+        """The change of resolution (orthonormal, so it is also its own adjoint's inverse)."""
+        if self.action == "same":
+            return v
+        squeeze = HaarSqueeze()
+        down = (self.action == "down") != inverse
+        return squeeze.forward(v)[0] if down else squeeze.inverse(v)
+
+    def _halves(self, v):
+        c = v.shape[1] // 2
+        return v[:, :c], v[:, c:]
+
+    def _step(self, curr, other):
+        """The leapfrog update, the same in both time directions."""
+        return 2 * curr - other - self.alpha * self._force(curr)
+
+    def forward(self, x, cond=None):
+        check_layout("HyperbolicLayer", x, 2 * self.channels, self.spatial_dims)
+        prev, curr = self._halves(self._resample(x))
+        return jnp.concatenate([curr, self._step(curr, prev)], axis=1), batch_logdet(0.0, x)
+
+    def _check_output(self, y):
+        check_layout("HyperbolicLayer", y, 2 * self.weight.shape[1], self.spatial_dims, what="y")
+
+    def inverse_and_log_det(self, y, cond=None):
+        self._check_output(y)
+        curr, nxt = self._halves(y)
+        x = self._resample(jnp.concatenate([self._step(curr, nxt), curr], axis=1), inverse=True)
+        return x, batch_logdet(0.0, y)
+
+    def _pull(self, curr, other, dcurr, dother):
+        """Rebuild ``other' = step(curr, other)`` and pull ``(dcurr, dother')`` back to
+        ``(curr, other)`` and the parameters, with one evaluation of the force."""
+        force, pull = eqx.filter_vjp(lambda layer, c: layer._force(c), self, curr)
+        rebuilt = 2 * curr - other - self.alpha * force
+        dlayer, dforce_curr = pull(-self.alpha * dother)
+        return rebuilt, dcurr + 2 * dother + dforce_curr, -dother, dlayer
+
+    def backward(self, y, dy, dlogdet, cond=None):
+        self._check_output(y)
+        curr, nxt = self._halves(y)
+        dcurr, dnxt = self._halves(dy)
+        prev, dcurr, dprev, dlayer = self._pull(curr, nxt, dcurr, dnxt)
+        x = self._resample(jnp.concatenate([prev, curr], axis=1), inverse=True)
+        dx = self._resample(jnp.concatenate([dprev, dcurr], axis=1), inverse=True)
+        return x, dx, dlayer, None
+
+    def inverse_backward(self, x, dx, dlogdet, cond=None):
+        check_layout("HyperbolicLayer", x, 2 * self.channels, self.spatial_dims)
+        prev, curr = self._halves(self._resample(x))
+        dprev, dcurr = self._halves(self._resample(dx))
+        nxt, dcurr, dnxt, dlayer = self._pull(curr, prev, dcurr, dprev)
+        return jnp.concatenate([curr, nxt], axis=1), jnp.concatenate([dcurr, dnxt], axis=1), dlayer, None

@@ -1,0 +1,53 @@
+"""The multiscale body shared by Glow, multiscale HINT and multiscale conditional HINT."""
+
+from __future__ import annotations
+
+import jax.random as jr
+
+from .._layer import AbstractLayer
+from ..layers import Chain, Conjugate, FactorOut, Invert, MapCond, Permute
+from ..layers.squeeze import space_to_depth
+
+
+def _kept_first(lanes):
+    """The channel order that brings every lane's first half to the front, lane by lane."""
+    kept, out, offset = [], [], 0
+    for c in lanes:
+        kept += range(offset, offset + c // 2)
+        out += range(offset + c // 2, offset + c)
+        offset += c
+    return kept + out
+
+
+def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
+               squeeze_cond: bool = False) -> AbstractLayer:
+    """``levels`` scales: squeeze, ``make_steps(channels, level, key)``, factor out half.
+
+    The last level keeps all its channels. Every level ends with the inverse squeeze, so
+    the latent has the input's shape and the factored-out halves sit at their place in it.
+
+    ``channels`` is an int, or a tuple of lane sizes for a two-lane network whose state is
+    the lanes concatenated along the channels (the conditional HINT's ``(y, x)``): a
+    squeeze keeps the lanes apart (it maps channel ``c`` to ``c 2**n ... (c+1) 2**n - 1``),
+    and half of *each* lane is factored out (a fixed reordering, conjugated around the
+    split, brings the kept halves together). ``make_steps`` gets the squeezed channels in
+    the same form. With ``squeeze_cond`` a feature-map condition is squeezed along with
+    each level (:class:`~invjax.layers.MapCond`).
+    """
+    single = isinstance(channels, int)
+    keys = jr.split(key, levels)
+
+    def level(i, lanes):
+        lanes = tuple(c * 2**spatial_dims for c in lanes)
+        steps = make_steps(lanes[0] if single else lanes, i, keys[i])
+        if i == levels - 1:
+            chain = Chain([squeeze, steps, Invert(squeeze)])
+        else:
+            kept = tuple(c // 2 for c in lanes)
+            split = FactorOut(level(i + 1, kept), sum(kept))
+            if not single:
+                split = Conjugate(Permute(sum(lanes), permutation=_kept_first(lanes)), split)
+            chain = Chain([squeeze, steps, split, Invert(squeeze)])
+        return MapCond(chain, space_to_depth) if squeeze_cond else chain
+
+    return level(0, (channels,) if single else tuple(channels))
