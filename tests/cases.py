@@ -64,6 +64,62 @@ CASES = {
         (2, 1, 2, 2, 2),
         (2, 1, 2, 2, 2),
     ),
+    "on_channels_middle_vector": (lambda k: _flow(L.OnChannels(L.AffineCoupling(2, 4, 0, key=k), 1, 3)), (3, 4)),
+    "hint_coupling_vector_lower": (lambda k: _flow(L.HINTCoupling(6, 8, 0, key=k, permute="lower")), (3, 6)),
+    "hint_coupling_image_both": (lambda k: _flow(L.HINTCoupling(8, 4, 2, key=k, permute="both")), (2, 8, 2, 2)),
+    "hint_coupling_volume_full_cond": (
+        lambda k: _flow(L.HINTCoupling(3, 4, 3, key=k, permute="full", cond_channels=2), conditional=True),
+        (2, 3, 2, 2, 2),
+        (2, 2),
+    ),
+    "hyperbolic_layer_vector": (lambda k: _flow(L.HyperbolicLayer(2, 6, key=k, spatial_dims=0)), (3, 4)),
+    "hyperbolic_layer_down_image": (lambda k: _flow(L.HyperbolicLayer(1, 4, key=k, action="down")), (2, 2, 4, 4)),
+    "hyperbolic_layer_up_volume": (
+        lambda k: _flow(L.HyperbolicLayer(8, 4, key=k, spatial_dims=3, action="up")),
+        (2, 16, 1, 1, 1),
+    ),
+    "hint_vector": (lambda k: ij.nets.HINT(6, 2, 8, key=k, spatial_dims=0), (3, 6)),
+    "multiscale_hint_image": (lambda k: ij.nets.MultiscaleHINT(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
+    "multiscale_hint_volume": (lambda k: ij.nets.MultiscaleHINT(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "hyperbolic_image": (lambda k: ij.nets.Hyperbolic(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
+    "hyperbolic_volume": (lambda k: ij.nets.Hyperbolic(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "conditional_hint_vector": (
+        lambda k: ij.nets.ConditionalHINT(2, 3, 2, 8, key=k, spatial_dims=0),
+        (3, 2),
+        (3, 3),
+    ),
+    "conditional_hint_image": (lambda k: ij.nets.ConditionalHINT(2, 2, 1, 4, key=k), (2, 2, 2, 2), (2, 2, 2, 2)),
+    "multiscale_conditional_hint_image": (
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 1, 2, 2, 4, key=k),
+        (2, 1, 4, 4),
+        (2, 1, 4, 4),
+    ),
+    "multiscale_conditional_hint_volume": (
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 1, 4, key=k, spatial_dims=3),
+        (2, 1, 2, 2, 2),
+        (2, 2, 2, 2, 2),
+    ),
+}
+
+
+_KEY = jr.key(0)
+
+# The networks at a chosen depth, for the memory and float32 tests.
+# name: (depth -> flow, x shape, cond shape or None). Tiny shapes: the ratios are what count.
+NETWORKS = {
+    "glow": (lambda d: ij.nets.Glow(1, 3, d, 8, key=_KEY), (2, 1, 16, 16), None),
+    "conditional_glow": (lambda d: ij.nets.ConditionalGlow(1, 3, 2, d, 8, key=_KEY), (2, 1, 8, 8), (2, 3)),
+    "realnvp": (lambda d: ij.nets.RealNVP(8, d, 16, key=_KEY), (4, 8), None),
+    "conditional_realnvp": (lambda d: ij.nets.ConditionalRealNVP(8, 2, d, 16, key=_KEY), (4, 8), (4, 2)),
+    "hint": (lambda d: ij.nets.HINT(4, d, 8, key=_KEY), (2, 4, 8, 8), None),
+    "multiscale_hint": (lambda d: ij.nets.MultiscaleHINT(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
+    "hyperbolic": (lambda d: ij.nets.Hyperbolic(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
+    "conditional_hint": (lambda d: ij.nets.ConditionalHINT(2, 2, d, 8, key=_KEY), (2, 2, 8, 8), (2, 2, 8, 8)),
+    "multiscale_conditional_hint": (
+        lambda d: ij.nets.MultiscaleConditionalHINT(1, 1, 2, d, 8, key=_KEY),
+        (2, 1, 8, 8),
+        (2, 1, 8, 8),
+    ),
 }
 
 

@@ -13,6 +13,9 @@ REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
 CGLOW = ij.nets.ConditionalGlow(1, 2, 1, 1, 4, key=KEY, cond_spatial=True)
 CREALNVP = ij.nets.ConditionalRealNVP(4, 3, 1, 8, key=KEY)
 X = jnp.zeros((2, 1, 4, 4))
+CHINT = ij.nets.ConditionalHINT(2, 3, 1, 4, key=KEY)
+MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 1, 2, 1, 4, key=KEY)
+HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,35 @@ X = jnp.zeros((2, 1, 4, 4))
             ),
             r"expected cond of shape \(B, 3\) or \(B, 3, 4, 4\)",
         ),
+        (lambda: L.HINTCoupling(4, 8, 2, key=KEY, permute="upper"), r"permute must be one of"),
+        (lambda: L.HINTCoupling(1, 8, 2, key=KEY), r"at least 2 channels"),
+        (lambda: L.HINTCoupling(4, 8, 2, key=KEY).forward(jnp.zeros((2, 4, 2))), r"\(B, 4, H, W\)"),
+        (lambda: L.HyperbolicLayer(2, 4, key=KEY, action="left"), r"action must be one of"),
+        (lambda: L.HyperbolicLayer(2, 4, key=KEY, spatial_dims=0, action="down"), r"at least 1 to resample"),
+        (lambda: L.HyperbolicLayer(3, 4, key=KEY, action="up"), r"divisible by 4"),
+        (lambda: L.HyperbolicLayer(2, 4, key=KEY).forward(jnp.zeros((2, 3, 4, 4))), r"expected x with 4 channels"),
+        (lambda: L.HyperbolicLayer(2, 4, key=KEY, action="down").forward(jnp.zeros((2, 4, 3, 4))), r"odd"),
+        (lambda: L.HyperbolicLayer(2, 4, key=KEY).inverse(jnp.zeros((2, 4, 4))), r"expected y of shape"),
+        (lambda: L.AffineCoupling(4, 8, 2, key=KEY, split=4), r"1 <= split < channels"),
+        (lambda: L.OnChannels(L.ActNorm(2), 2, 2), r"start < stop"),
+        (lambda: L.OnChannels(L.ActNorm(2), 2, 4).forward(jnp.zeros((2, 3))), r"at least 4 channels"),
+        (lambda: L.Permute(3, permutation=[0, 0, 1]), r"must order 0..2"),
+        (lambda: L.Permute(3), r"exactly one of"),
+        (lambda: ij.nets.HINT(1, 2, 4, key=KEY), r"in_channels >= 2"),
+        (lambda: ij.nets.HINT(4, 2, 4, key=KEY, spatial_dims=4), r"spatial_dims must be one of"),
+        (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY, squeeze="pool"), r"squeeze must be one of"),
+        (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY).forward(jnp.zeros((2, 1, 6, 8))), r"divisible by 4"),
+        (lambda: ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY, spatial_dims=0), r"spatial_dims must be 1, 2 or 3"),
+        (lambda: HYPERBOLIC.forward(jnp.zeros((2, 2, 8, 8))), r"expected x with 1 channels"),
+        (lambda: HYPERBOLIC.log_prob(jnp.zeros((2, 1, 8, 8)), jnp.zeros((2, 1))), r"unconditional"),
+        (lambda: ij.nets.ConditionalHINT(1, 3, 1, 4, key=KEY), r"in_channels and cond_channels >= 2"),
+        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4))), r"cond is required"),
+        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 2, 4, 4))), r"expected cond with 3 channels"),
+        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))), r"spatial sizes of x"),
+        (lambda: CHINT.sample(KEY, (2, 2, 4, 4), jnp.zeros((3, 3, 4, 4))), r"batch size of the input \(2\)"),
+        (lambda: CHINT.forward_y(jnp.zeros((2, 3))), r"expected y of shape"),
+        (lambda: MSCHINT.log_prob(jnp.zeros((2, 1, 6, 6)), jnp.zeros((2, 1, 6, 6))), r"divisible by 4"),
+        (lambda: MSCHINT.forward_joint(jnp.zeros((2, 1, 4, 4)), None), r"cond is required"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

@@ -1,25 +1,34 @@
-"""Float32 behaviour: reconstruction drift of a deep network and gradient agreement."""
+"""Float32 behaviour: reconstruction drift of deep networks and gradient agreement."""
 
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+import pytest
+from cases import NETWORKS
 from helpers import cast, perturb, rel_err
 
 import invjax as ij
 
-# Measured: 1.4e-5 relative for Glow (3 levels, depth 64, hidden 32, 3x32x32) with every
-# parameter perturbed by 0.01-scale noise; a tenfold margin is the documented bound.
+# Measured with every parameter perturbed by 0.01-scale noise, depth 64 (see
+# benchmarks/network_report.py): 1e-6 to 1e-5 relative. A tenfold margin is the bound.
 RECONSTRUCTION_BOUND = 1e-4
+# A leapfrog with no force keeps a constant velocity (x_curr - x_prev), so a hyperbolic
+# network's states grow linearly with the number of steps and the reconstruction loses
+# digits to cancellation: 1.7e-4 measured here (2 levels, depth 64 = 191 leapfrog steps).
+BOUNDS = {"hyperbolic": 1e-3}
 
 
-def test_deep_glow_reconstruction_drift_is_small():
-    flow = cast(perturb(ij.nets.Glow(2, 2, 64, 8, key=jr.key(0)), jr.key(1), 0.01), jnp.float32)
-    x = jr.normal(jr.key(2), (2, 2, 8, 8), jnp.float32)
-    z, _ = eqx.filter_jit(lambda f, x: f.forward(x))(flow, x)
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_depth_64_reconstruction_drift_is_small(name):
+    build, x_shape, cond_shape = NETWORKS[name]
+    flow = cast(perturb(build(64), jr.key(1), 0.01), jnp.float32)
+    x = jr.normal(jr.key(2), x_shape, jnp.float32)
+    cond = None if cond_shape is None else jr.normal(jr.key(3), cond_shape, jnp.float32)
+    z, _ = eqx.filter_jit(lambda f, x, c: f.forward(x, c))(flow, x, cond)
     assert z.dtype == jnp.float32
-    x_back = eqx.filter_jit(lambda f, z: f.inverse(z))(flow, z)
+    x_back = eqx.filter_jit(lambda f, z, c: f.inverse(z, c))(flow, z, cond)
     err = float(jnp.linalg.norm(x_back - x) / jnp.linalg.norm(x))
-    assert err < RECONSTRUCTION_BOUND, err
+    assert err < BOUNDS.get(name, RECONSTRUCTION_BOUND), err
 
 
 def test_float32_gradients_agree_with_autodiff():

@@ -1,6 +1,7 @@
 """ActNorm's data-dependent initialisation, as a pure function on a flow."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -29,3 +30,16 @@ def test_flow_initialize_is_pure_and_keeps_invertibility():
     np.testing.assert_allclose(new.inverse(z), x, atol=1e-8)
     # The latent is much closer to standard normal after initialisation.
     assert abs(float(jnp.std(z)) - 1.0) < abs(float(jnp.std(flow.forward(x)[0])) - 1.0)
+
+
+def test_joint_flow_initialize_standardises_both_lanes():
+    flow = ij.nets.ConditionalHINT(2, 3, 2, 8, key=jr.key(3), spatial_dims=0)
+    x = 4.0 + 3.0 * jr.normal(jr.key(4), (64, 2))
+    y = -2.0 + 0.5 * jr.normal(jr.key(5), (64, 3))
+    new = flow.initialize(x, y)
+    # The first step's ActNorms standardise x and y.
+    first_x, first_y = (jax.tree.map(lambda a: a[0], lane.inner.inner) for lane in new.body.layers.layers[:2])
+    np.testing.assert_allclose(first_x.forward(x)[0].std(0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(first_y.forward(y)[0].mean(0), 0.0, atol=1e-5)
+    z, _ = new.forward(x, y)
+    np.testing.assert_allclose(new.inverse(z, y), x, atol=1e-8)

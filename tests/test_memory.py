@@ -1,40 +1,62 @@
-"""The memory promise, checked with XLA's compiled memory analysis (deterministic)."""
+"""The memory promise, checked with XLA's compiled memory analysis (deterministic).
+
+For every network: the temporary memory of a compiled gradient step at depth 32 is at
+most 1.1x that at depth 4, in both directions (maximum likelihood through ``log_prob``;
+reverse-KL style through ``sample_and_log_prob``), while plain autodiff grows with depth.
+
+One exception, by construction: sampling a conditional HINT takes two engine passes (the
+``y`` lane gives ``z_y``, then the joint inverse), and the two passes' gradients of the
+``y`` lane's parameters are summed, so that step also holds one gradient buffer of the
+``y`` lane's parameters (which grow with depth, like the optimizer's state). Activations
+stay flat; the test allows exactly that buffer.
+"""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import pytest
+from cases import NETWORKS
 from helpers import cast, perturb, temp_bytes
 
 import invjax as ij
 
-
-def _glow(depth):
-    flow = ij.nets.Glow(1, 3, depth, 8, key=jr.key(0))
-    return cast(perturb(flow, jr.key(1), 0.01), jnp.float32)
+def _build(name, depth):
+    return cast(perturb(NETWORKS[name][0](depth), jr.key(1), 0.01), jnp.float32)
 
 
-def _forward_step(flow, x):
-    return eqx.filter_grad(lambda f, x: -jnp.mean(f.log_prob(x)))(flow, x)
+def _forward_step(flow, x, cond):
+    return eqx.filter_grad(lambda f, x, c: -jnp.mean(f.log_prob(x, c)))(flow, x, cond)
 
 
-def _inverse_step(flow, z):
-    def loss(f, z):
-        x, logdet = f.inverse_and_log_det(z)
-        return jnp.mean(x**2) - jnp.mean(logdet)
+def _inverse_step(flow, x, cond):
+    def loss(f, c):  # a reverse-KL-like loss of samples and their log-density
+        samples, log_q = f.sample_and_log_prob(jr.key(3), x.shape, c)
+        return jnp.mean(samples**2) + jnp.mean(log_q)
 
-    return eqx.filter_grad(loss)(flow, z)
+    return eqx.filter_grad(loss)(flow, cond)
 
 
-@pytest.mark.parametrize("step", [_forward_step, _inverse_step], ids=["forward", "inverse"])
-def test_temporary_memory_is_flat_in_depth(step):
-    x = jr.normal(jr.key(2), (2, 1, 16, 16), jnp.float32)
-    shallow, deep = _glow(4), _glow(32)
-    invertible = temp_bytes(step, shallow, x), temp_bytes(step, deep, x)
+def _y_lane_bytes(flow):
+    y_lane = ij.layers.set_lanes(flow.body, "x", active=False)
+    return sum(a.nbytes for a in jax.tree.leaves(eqx.filter(y_lane, eqx.is_inexact_array)))
+
+
+@pytest.mark.parametrize("step", [_forward_step, _inverse_step], ids=["log_prob", "sample_and_log_prob"])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_temporary_memory_is_flat_in_depth(name, step):
+    _, x_shape, cond_shape = NETWORKS[name]
+    x = jr.normal(jr.key(2), x_shape, jnp.float32)
+    cond = None if cond_shape is None else jr.normal(jr.key(4), cond_shape, jnp.float32)
+    shallow, deep = _build(name, 4), _build(name, 32)
+    invertible = temp_bytes(step, shallow, x, cond), temp_bytes(step, deep, x, cond)
     autodiff = (
-        temp_bytes(step, ij.with_backprop(shallow, "autodiff"), x),
-        temp_bytes(step, ij.with_backprop(deep, "autodiff"), x),
+        temp_bytes(step, ij.with_backprop(shallow, "autodiff"), x, cond),
+        temp_bytes(step, ij.with_backprop(deep, "autodiff"), x, cond),
     )
-    assert invertible[1] <= 1.1 * invertible[0], invertible
+    extra = 0
+    if step is _inverse_step and isinstance(deep, ij.nets.AbstractJointFlow):
+        extra = _y_lane_bytes(deep) - _y_lane_bytes(shallow)
+    assert invertible[1] <= 1.1 * invertible[0] + extra, (invertible, extra)
     assert autodiff[1] >= 3 * autodiff[0], autodiff  # autodiff stores every layer's activations
     assert invertible[1] < autodiff[1] / 4, (invertible, autodiff)

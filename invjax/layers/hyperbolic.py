@@ -73,10 +73,12 @@ class HyperbolicLayer(AbstractLayer):
             raise ValueError(f"HyperbolicLayer: action 'up' needs channels divisible by {factor}, got {channels}.")
         inner = {"same": channels, "down": channels * factor, "up": channels // factor}[action]
         kernel = (kernel_size,) * spatial_dims
-        # Glorot-uniform weights, zero bias (the seed's initialisation).
-        fan = (inner + hidden) * math.prod(kernel)
-        limit = math.sqrt(6 / fan)
-        self.weight = jr.uniform(key, (hidden, inner, *kernel), minval=-limit, maxval=limit)
+        # The leapfrog is stable (its states neither grow nor decay) while
+        # alpha * |W|^2 < 4 (Lensink et al.). A random W of the seed's Glorot scale can
+        # exceed that, and a deep network then blows up; this scale keeps |W| near 0.5.
+        size = math.prod(kernel)
+        scale = 0.5 / (math.sqrt(inner * size) + math.sqrt(hidden * size))
+        self.weight = scale * jr.normal(key, (hidden, inner, *kernel))
         self.bias = jnp.zeros((hidden,))
         self.channels, self.spatial_dims, self.action = channels, spatial_dims, action
         self.alpha, self.activation = float(alpha), activation

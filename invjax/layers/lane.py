@@ -19,13 +19,13 @@ class Lane(AbstractLayer):
     with these static switches set (:func:`set_lanes`), so the parameters stay shared.
 
     Args:
-        inner: the layer.
+        inner: the layer (``None`` once switched off by :func:`set_lanes`).
         lane: its lane's name (``"x"`` or ``"y"``).
-        active: if ``False`` the layer is the identity (and gets zero cotangents).
+        active: if ``False`` the layer is the identity.
         counts: if ``False`` the layer's log-determinant is left out (reported as 0).
     """
 
-    inner: AbstractLayer
+    inner: AbstractLayer | None
     lane: str = eqx.field(static=True)
     active: bool = eqx.field(static=True, default=True)
     counts: bool = eqx.field(static=True, default=True)
@@ -44,8 +44,7 @@ class Lane(AbstractLayer):
 
     def _walk(self, method, value, dvalue, dlogdet, cond):
         if not self.active:
-            zeros = jax.tree.map(jnp.zeros_like, eqx.filter(self, eqx.is_inexact_array))
-            return value, dvalue, zeros, None
+            return value, dvalue, self, None  # no parameters: the cotangent is empty
         if not self.counts:
             dlogdet = jnp.zeros_like(dlogdet)
         value, dvalue, dinner, dcond = getattr(self.inner, method)(value, dvalue, dlogdet, cond)
@@ -67,17 +66,14 @@ class Lane(AbstractLayer):
 def set_lanes(body, lane: str, *, active: bool | None = None, counts: bool | None = None):
     """A copy of ``body`` whose :class:`Lane` layers of ``lane`` have the given switches.
 
-    Static switches only: the copy shares every parameter array with ``body``.
+    The copy shares every parameter array with ``body``, except that a switched-off lane
+    drops its layers, so a gradient through the copy has no (zero) entries for them.
     """
 
     def update(node):
         if isinstance(node, Lane) and node.lane == lane:
-            return Lane(
-                node.inner,
-                node.lane,
-                node.active if active is None else active,
-                node.counts if counts is None else counts,
-            )
+            on = node.active if active is None else active
+            return Lane(node.inner if on else None, node.lane, on, node.counts if counts is None else counts)
         return node
 
     return jax.tree.map(update, body, is_leaf=lambda n: isinstance(n, Lane))
