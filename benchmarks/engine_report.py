@@ -74,7 +74,7 @@ def main():
     args = p.parse_args()
     key = jr.key(0)
     x = jr.normal(key, (args.batch, 3, args.size, args.size))
-    make = lambda depth: perturb(  # noqa: E731
+    make = lambda depth: perturb(
         ij.nets.Glow(3, args.levels, depth, args.hidden, key=jr.key(1)), jr.key(2), 0.01
     )
 
@@ -87,7 +87,7 @@ def main():
         print(f"{depth:>6} {inv:>11.2f} {ad:>9.2f}")
 
     flow = make(args.time_depth)
-    loss = lambda f: -jnp.mean(f.log_prob(x))  # noqa: E731
+    loss = lambda f: -jnp.mean(f.log_prob(x))
     g_inv = eqx.filter_jit(eqx.filter_grad(loss))(flow)
     g_ad = eqx.filter_jit(eqx.filter_grad(loss))(ij.with_backprop(flow, "autodiff"))
     a = jnp.concatenate([jnp.ravel(v) for v in jax.tree.leaves(g_inv)])

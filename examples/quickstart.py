@@ -12,39 +12,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import pathlib
 import time
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from sklearn.datasets import load_digits
+from _digits import OUT, bits_per_dim, dequantize, load, save_grid
 from tqdm import tqdm
 
 import invjax as ij
-
-LEVELS_OF_GREY = 17  # digits pixels are integers 0..16
-
-
-def load(key):
-    """Digits as (N, 1, 8, 8) float32 in [-0.5, 0.5), split 1500 train / rest test."""
-    images = load_digits().images.astype(np.float32)[:, None]
-    order = np.asarray(jr.permutation(key, len(images)))
-    images = images[order]
-    return jnp.asarray(images[:1500]), jnp.asarray(images[1500:])
-
-
-def dequantize(key, v):
-    """Uniform dequantisation: a continuous density on [0, 17)^D / 17, centred."""
-    return (v + jr.uniform(key, v.shape)) / LEVELS_OF_GREY - 0.5
-
-
-def bits_per_dim(nll, dims):
-    """Discrete-data bits/dim from the continuous NLL of the rescaled data."""
-    return (nll + dims * math.log(LEVELS_OF_GREY)) / (dims * math.log(2))
 
 
 def main():
@@ -94,26 +72,9 @@ def main():
     final = bits_per_dim(float(test_nll(flow, key_sample)), dims)
     print(f"test bits/dim after {args.steps} steps ({elapsed:.0f} s): {final:.3f}")
 
-    samples = flow.sample(key_sample, (32, 1, 8, 8))
-    save_grid(np.asarray(jnp.clip(samples + 0.5, 0, 1)), pathlib.Path(__file__).parent / "out" / "quickstart_samples.png")
-
-
-def save_grid(images, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # matplotlib is optional for the quickstart
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(4, 8, figsize=(8, 4.4))
-    for ax, img in zip(axes.flat, images):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
-    fig.suptitle("Glow samples after training on digits (invjax)")
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    print(f"samples written to {path}")
+    samples = jnp.clip(flow.sample(key_sample, (32, 1, 8, 8)) + 0.5, 0, 1)[:, 0]
+    save_grid([samples[i : i + 8] for i in range(0, 32, 8)], OUT / "quickstart_samples.png",
+              "Glow samples after training on digits (invjax)")
 
 
 if __name__ == "__main__":

@@ -41,11 +41,11 @@ def _invertible(body, direction: str, inp, cond):
         return eqx.combine(diff, other, static)
 
     if direction == "forward":
-        run_method = lambda layer, v, c: layer.forward(v, c)  # noqa: E731
-        back_method = lambda layer, *a: layer.backward(*a)  # noqa: E731
+        run_method = lambda layer, v, c: layer.forward(v, c)
+        back_method = lambda layer, *a: layer.backward(*a)
     else:
-        run_method = lambda layer, v, c: layer.inverse_and_log_det(v, c)  # noqa: E731
-        back_method = lambda layer, *a: layer.inverse_backward(*a)  # noqa: E731
+        run_method = lambda layer, v, c: layer.inverse_and_log_det(v, c)
+        back_method = lambda layer, *a: layer.inverse_backward(*a)
 
     @jax.custom_vjp
     def run(diff, other, inp, cond):

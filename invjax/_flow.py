@@ -72,7 +72,7 @@ class AbstractFlow(eqx.Module):
         x, logdet = self.inverse_and_log_det(z, cond)
         return x, standard_normal_log_prob(z) - logdet
 
-    def initialize(self, x: Float[Array, "B ..."], cond=None) -> "AbstractFlow":
+    def initialize(self, x: Float[Array, "B ..."], cond=None) -> AbstractFlow:
         """Data-dependent initialisation (ActNorm) on a batch; returns a new flow.
 
         A pure function: ``flow = flow.initialize(x_first_batch)``.

@@ -64,7 +64,7 @@ class AbstractLayer(eqx.Module):
         y, _ = self.forward(x, cond)
         return (y, *_pullback(type(self).inverse_and_log_det, self, y, cond, (dx, dlogdet)))
 
-    def initialize(self, x, cond=None) -> tuple["AbstractLayer", Array]:
+    def initialize(self, x, cond=None) -> tuple[AbstractLayer, Array]:
         """Data-dependent initialisation on a batch; returns ``(new_layer, y)``.
 
         Layers without data-dependent parameters return themselves unchanged.

@@ -18,7 +18,7 @@ def _flow(layer, conditional=False):
 
 
 def _stack(key):
-    step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, 0, key=k)])  # noqa: E731
+    step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, 0, key=k)])
     return _flow(L.Stack(step, 3, key=key))
 
 

@@ -9,6 +9,6 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)

@@ -49,7 +49,7 @@ def test_log_det_matches_jacobian(name):
         def one(args):
             v, c = args
             c = None if c is None else c[None]
-            fn = lambda u: flow.forward(u.reshape((1,) + v.shape), c)[0].ravel()  # noqa: E731
+            fn = lambda u: flow.forward(u.reshape((1,) + v.shape), c)[0].ravel()
             return jnp.linalg.slogdet(jax.jacfwd(fn)(v.ravel()))
 
         return jax.lax.map(one, (x, cond)), flow.forward(x, cond)[1]
@@ -80,7 +80,7 @@ def test_gradients_match_autodiff_and_finite_differences(name, direction):
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(jr.key(4), len(leaves))
     tangent = jax.tree.unflatten(treedef, [jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
-    shifted = lambda eps: eqx.combine(jax.tree.map(lambda p, t: p + eps * t, params, tangent), static)  # noqa: E731
+    shifted = lambda eps: eqx.combine(jax.tree.map(lambda p, t: p + eps * t, params, tangent), static)
     f = eqx.filter_jit(lambda args: loss(*args, weights))  # one compilation for both evaluations
     eps = 1e-6
     numeric = (f(shifted(eps)) - f(shifted(-eps))) / (2 * eps)

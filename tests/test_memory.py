@@ -21,6 +21,7 @@ from helpers import cast, perturb, temp_bytes
 
 import invjax as ij
 
+
 def _build(name, depth):
     return cast(perturb(NETWORKS[name][0](depth), jr.key(1), 0.01), jnp.float32)
 

@@ -3,10 +3,10 @@
 from .._layer import AbstractLayer
 from .actnorm import ActNorm
 from .chain import Chain
-from .conditioners import MLP, ResidualBlock
-from .conv1x1 import Conv1x1, Conv1x1LU
 from .composite import Composite
+from .conditioners import MLP, ResidualBlock
 from .conjugate import Conjugate
+from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
 from .hint import HINTCoupling
 from .hyperbolic import HyperbolicLayer
@@ -19,8 +19,9 @@ from .squeeze import HaarSqueeze, Squeeze
 from .stack import Stack
 
 __all__ = [
-    "AbstractLayer",
+    "MLP",
     "AbstractCoupling",
+    "AbstractLayer",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
@@ -30,13 +31,12 @@ __all__ = [
     "Conv1x1",
     "Conv1x1LU",
     "FactorOut",
-    "HaarSqueeze",
     "HINTCoupling",
+    "HaarSqueeze",
     "HyperbolicLayer",
     "Invert",
     "Lane",
     "MapCond",
-    "MLP",
     "OnChannels",
     "Permute",
     "ResidualBlock",

@@ -21,7 +21,7 @@ def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, 
     half = channels // 2
     recurse = channels > min_channels
     # Recursive calls are unpermuted, as in the seed's package.
-    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, k)  # noqa: E731
+    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, k)
     layers = []
     if permute == "lower":
         layers.append(OnChannels(Conv1x1(channels - half, key=k_perm), half, channels))

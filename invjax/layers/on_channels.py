@@ -70,7 +70,7 @@ class OnChannels(AbstractLayer):
         return eqx.tree_at(lambda f: f.inner, self, inner), jnp.concatenate([before, mid, after], axis=1)
 
 
-def FactorOut(inner: AbstractLayer, channels: int) -> OnChannels:  # noqa: N802 (reads as a layer)
+def FactorOut(inner: AbstractLayer, channels: int) -> OnChannels:
     """The multiscale split of Glow and RealNVP: ``inner`` gets the first ``channels``.
 
     The other channels are "factored out" to the latent: they stay in the output at their

@@ -8,6 +8,7 @@ from .hyperbolic import Hyperbolic
 from .realnvp import ConditionalRealNVP, RealNVP
 
 __all__ = [
+    "HINT",
     "AbstractFlow",
     "AbstractJointFlow",
     "ConditionalGlow",
@@ -15,7 +16,6 @@ __all__ = [
     "ConditionalRealNVP",
     "Flow",
     "Glow",
-    "HINT",
     "Hyperbolic",
     "MultiscaleConditionalHINT",
     "MultiscaleHINT",

@@ -26,8 +26,8 @@ def conditional_hint_step(x_channels: int, y_channels: int, hidden: int, spatial
     """
     cy, cx = y_channels, x_channels
     k_py, k_px, k_hx, k_xy, k_hy = jr.split(key, 5)
-    on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")  # noqa: E731
-    on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")  # noqa: E731
+    on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")
+    on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")
     return Chain([
         on_x(ActNorm(cx)),
         on_y(ActNorm(cy)),
@@ -172,7 +172,7 @@ class ConditionalHINT(AbstractJointFlow):
                  spatial_dims: int = 2, backprop: str = "invertible"):
         check_options("ConditionalHINT", spatial_dims, (0, 1, 2, 3))
         _check_channels("ConditionalHINT", in_channels, cond_channels, 2)
-        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, spatial_dims, key=k)  # noqa: E731
+        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, spatial_dims, key=k)
         self.body = Stack(make, depth, key=key)
         self.in_channels, self.cond_channels, self.depth = in_channels, cond_channels, depth
         self.hidden, self.spatial_dims = hidden, spatial_dims

@@ -46,7 +46,7 @@ def _glow_body(in_channels, levels, depth, hidden, spatial_dims, conv, squeeze, 
     def make_steps(channels, level, key):
         # A feature-map condition has been squeezed level + 1 times by then.
         k = cond_channels * 2 ** (spatial_dims * (level + 1)) if cond_spatial else cond_channels
-        make = lambda key: glow_step(channels, hidden, spatial_dims, conv, key=key, cond_channels=k)  # noqa: E731
+        make = lambda key: glow_step(channels, hidden, spatial_dims, conv, key=key, cond_channels=k)
         return Stack(make, depth, key=key)
 
     return multiscale(make_steps, in_channels, levels, spatial_dims, _SQUEEZES[squeeze](), key=key,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import equinox as eqx
-import jax.random as jr
 
 from .. import _engine
 from .._checks import check_cond, check_layout
@@ -65,7 +64,7 @@ class HINT(AbstractFlow):
         check_options("HINT", spatial_dims, (0, 1, 2, 3), permute=permute)
         if in_channels < 2:
             raise ValueError(f"HINT needs in_channels >= 2 to split, got {in_channels}.")
-        make = lambda k: hint_step(in_channels, hidden, spatial_dims, permute, key=k)  # noqa: E731
+        make = lambda k: hint_step(in_channels, hidden, spatial_dims, permute, key=k)
         self.body = Stack(make, depth, key=key)
         self.in_channels, self.depth, self.hidden, self.spatial_dims = in_channels, depth, hidden, spatial_dims
         self.backprop = _engine.check_mode(backprop)

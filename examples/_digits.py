@@ -1,0 +1,84 @@
+"""Shared helpers of the digits examples: data, dequantisation, bits/dim, a training loop, pictures."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from sklearn.datasets import load_digits
+from tqdm import tqdm
+
+LEVELS_OF_GREY = 17  # digits pixels are integers 0..16
+OUT = pathlib.Path(__file__).parent / "out"
+
+
+def load(key):
+    """Digits as (N, 1, 8, 8) float32 in [0, 16], split 1500 train / rest test."""
+    images = load_digits().images.astype(np.float32)[:, None]
+    images = images[np.asarray(jr.permutation(key, len(images)))]
+    return jnp.asarray(images[:1500]), jnp.asarray(images[1500:])
+
+
+def dequantize(key, v):
+    """Uniform dequantisation: a continuous density on [0, 17)^D / 17, centred."""
+    return (v + jr.uniform(key, v.shape)) / LEVELS_OF_GREY - 0.5
+
+
+def bits_per_dim(nll, dims):
+    """Discrete-data bits/dim from the continuous NLL of the rescaled data."""
+    return (nll + dims * math.log(LEVELS_OF_GREY)) / (dims * math.log(2))
+
+
+def train(flow, loss_fn, batches, steps, lr=1e-3, report=None):
+    """Adam on ``loss_fn(flow, batch)``; ``batches(key)`` draws a batch. Returns the flow.
+
+    ``report(loss_history)`` gives the text shown on the progress bar.
+    """
+    optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(lr))
+    state = optimizer.init(eqx.filter(flow, eqx.is_inexact_array))
+
+    @eqx.filter_jit
+    def step(flow, state, key):
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(flow, batches(key))
+        updates, state = optimizer.update(grads, state, eqx.filter(flow, eqx.is_inexact_array))
+        return eqx.apply_updates(flow, updates), state, loss
+
+    history, start = [], time.perf_counter()
+    bar = tqdm(jr.split(jr.key(1), steps), desc="training", unit="step")
+    for i, key in enumerate(bar):
+        flow, state, loss = step(flow, state, key)
+        history.append(float(loss))
+        if i % 50 == 0 or i == steps - 1:
+            bar.set_postfix_str(report(history[-50:]) if report else f"loss {np.mean(history[-50:]):.3f}")
+    print(f"trained {steps} steps in {time.perf_counter() - start:.0f} s")
+    return flow
+
+
+def save_grid(rows, path, title, row_titles=None):
+    """A grid of 8x8 images; ``rows`` is a list of arrays (N, 8, 8) in [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n, len(rows) * 1.1), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < len(row):
+                ax.imshow(np.asarray(row[j]), cmap="gray_r", vmin=0, vmax=1)
+        if row_titles:
+            axes[i, 0].set_title(row_titles[i], fontsize=8, loc="left")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {path}")
