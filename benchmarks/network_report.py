@@ -37,7 +37,7 @@ NETWORKS = {
     "MultiscaleHINT 3D (2 levels, 1x16^3)": (
         lambda d: ij.nets.MultiscaleHINT(1, 2, d, 8, key=K, spatial_dims=3), (2, 1, 16, 16, 16), None),
     "Hyperbolic (2 levels, 1x32x32)": (lambda d: ij.nets.Hyperbolic(1, 2, d, 16, key=K), (4, 1, 32, 32), None),
-    "ConditionalHINT (2x32x32 | 2x32x32)": (
+    "ConditionalHINT (x, y: 2x32x32)": (
         lambda d: ij.nets.ConditionalHINT(2, 2, d, 16, key=K), (4, 2, 32, 32), (4, 2, 32, 32)),
     "MultiscaleConditionalHINT (2 levels)": (
         lambda d: ij.nets.MultiscaleConditionalHINT(1, 1, 2, d, 16, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
