@@ -26,7 +26,7 @@ def perturb(flow, key, scale):
     params, static = eqx.partition(flow, eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(key, len(leaves))
-    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
+    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)]
     return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
 
 

@@ -112,7 +112,7 @@ def main():
         if args.only and not any(s in name for s in args.only):
             continue
         r = measure(build, x_shape, cond_shape, (lo, hi), args.grad_depth)
-        cell = lambda k: f"{r[k][0]:.2f} / {r[k][1]:.2f}"
+        cell = lambda k, r=r: f"{r[k][0]:.2f} / {r[k][1]:.2f}"
         line = (f"| {name} | {cell(f'ml{lo}')} | {cell(f'ml{hi}')} | {cell(f'kl{lo}')} | {cell(f'kl{hi}')} "
                 f"| {r['err_ml']:.1e} / {r['err_kl']:.1e} | {r['drift']:.1e} |")
         print(line, flush=True)

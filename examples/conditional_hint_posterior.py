@@ -83,7 +83,7 @@ def plot(results, mean, cov, path: pathlib.Path):
     angle = np.linspace(0, 2 * np.pi, 200)
     circle = np.stack([np.cos(angle), np.sin(angle)])
     chol = np.linalg.cholesky(np.asarray(cov))
-    for ax, (_, _, draws), m in zip(axes, results, np.asarray(mean)):
+    for ax, (_, _, draws), m in zip(axes, results, np.asarray(mean)):  # noqa: B905 (mean may hold more rows)
         ax.scatter(*np.asarray(draws[:1500]).T, s=2, alpha=0.3, label="conditional HINT samples")
         for r in (1, 2):
             ax.plot(*(m[:, None] + r * chol @ circle), "k-", lw=1, label="exact 1 and 2 sigma" if r == 1 else None)

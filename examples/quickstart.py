@@ -61,7 +61,7 @@ def main():
     print(f"test bits/dim before training: {bits_per_dim(float(test_nll(flow, key_sample)), dims):.3f}")
     start, history = time.perf_counter(), []
     bar = tqdm(range(args.steps), desc="training", unit="step")
-    for i, key in zip(bar, jr.split(key_train, args.steps)):
+    for i, key in zip(bar, jr.split(key_train, args.steps), strict=True):
         flow, state, loss = step(flow, state, key)
         history.append(float(loss))
         if i % 50 == 0:

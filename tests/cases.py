@@ -43,6 +43,7 @@ CASES = {
     "realnvp": (lambda k: ij.nets.RealNVP(4, 3, 8, key=k), (3, 4)),
     "glow_image": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
     "glow_volume": (lambda k: ij.nets.Glow(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "glow_signal": (lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, spatial_dims=1), (2, 2, 8)),
     "glow_householder_haar": (
         lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv="householder", squeeze="haar"),
         (2, 2, 4, 4),

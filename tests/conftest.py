@@ -5,10 +5,27 @@ optimisation is turned off unless the caller set XLA_FLAGS: compilation is about
 faster. Compiled memory analysis (buffer assignment) does not depend on it.
 """
 
+import gc
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
-import jax
+import jax  # after XLA_FLAGS, which is read when the backend starts
+import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_jax_caches():
+    """Drop compiled programs after every test.
+
+    Each test builds and compiles its own flows, so nothing is reused across tests, but
+    JAX keeps every executable alive in its caches. Hundreds of them in one process ended
+    in a segfault inside XLA's CPU compiler (reproducible around the 150th contract test,
+    with or without the optimisation flag above, with an unlimited stack), with the
+    process at over 4 GB; clearing the caches keeps the process small.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()

@@ -14,7 +14,7 @@ def perturb(module, key, scale=0.1):
     params, static = eqx.partition(module, eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(key, len(leaves))
-    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)]
+    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)]
     return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
 
 

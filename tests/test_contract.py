@@ -79,7 +79,7 @@ def test_gradients_match_autodiff_and_finite_differences(name, direction):
     params, static = eqx.partition((flow, x, cond), eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
     keys = jr.split(jr.key(4), len(leaves))
-    tangent = jax.tree.unflatten(treedef, [jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
+    tangent = jax.tree.unflatten(treedef, [jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)])
     shifted = lambda eps: eqx.combine(jax.tree.map(lambda p, t: p + eps * t, params, tangent), static)
     f = eqx.filter_jit(lambda args: loss(*args, weights))  # one compilation for both evaluations
     eps = 1e-6

@@ -41,7 +41,7 @@ HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
         (lambda: L.Stack(lambda k: L.ActNorm(2), 0, key=KEY), r"positive integer"),
         (lambda: L.Chain([]), r"at least one layer"),
         (lambda: L.Chain([jnp.zeros(2)]), r"invjax layers"),
-        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, spatial_dims=1), r"spatial_dims"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, spatial_dims=0), r"for vectors use RealNVP"),
         (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, conv="dense"), r"conv must be one of"),
         (lambda: ij.with_backprop(GLOW, "checkpoint"), r"backprop must be one of"),
         (lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2))), r"cond is required"),

@@ -34,8 +34,11 @@ def glow_step(channels: int, hidden: int, spatial_dims: int, conv: str, *, key, 
 
 def _glow_body(in_channels, levels, depth, hidden, spatial_dims, conv, squeeze, cond_channels, cond_spatial, key):
     name = "ConditionalGlow" if cond_channels else "Glow"
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"{name}: spatial_dims must be 2 (images) or 3 (volumes), got {spatial_dims}.")
+    if spatial_dims not in (1, 2, 3):
+        raise ValueError(
+            f"{name}: spatial_dims must be 1 (signals), 2 (images) or 3 (volumes), got {spatial_dims}; "
+            f"for vectors use RealNVP."
+        )
     if conv not in _CONVS:
         raise ValueError(f"{name}: conv must be one of {tuple(_CONVS)}, got {conv!r}.")
     if squeeze not in _SQUEEZES:
@@ -64,7 +67,8 @@ class Glow(AbstractFlow):
         depth: flow steps per level.
         hidden: channels of the coupling conditioners.
         key: PRNG key.
-        spatial_dims: 2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, D, H, W)``.
+        spatial_dims: 1 for signals ``(B, C, W)``, 2 for images ``(B, C, H, W)``, 3 for
+            volumes ``(B, C, D, H, W)``.
         conv: ``"lu"`` (Glow) or ``"householder"`` (InvertibleNetworks.jl).
         squeeze: ``"space_to_depth"`` or ``"haar"`` (orthonormal wavelet).
         backprop: ``"invertible"`` (default) or ``"autodiff"``.

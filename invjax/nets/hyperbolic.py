@@ -48,7 +48,9 @@ class Hyperbolic(AbstractFlow):
         if spatial_dims not in (1, 2, 3):
             raise ValueError(f"Hyperbolic: spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
         if levels < 1 or depth < 1 or in_channels < 1:
-            raise ValueError(f"Hyperbolic needs levels, depth and in_channels >= 1, got {levels}, {depth}, {in_channels}.")
+            raise ValueError(
+                f"Hyperbolic needs levels, depth and in_channels >= 1, got {levels}, {depth}, {in_channels}."
+            )
         factor = 2**spatial_dims
         keys = iter(jr.split(key, 4 * levels))
 
