@@ -5,7 +5,9 @@ inverses instead of storing them, so a training step's memory does not grow with
 """
 
 from . import layers, nets
+from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
+from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
 
 __version__ = "0.1.0"
@@ -13,6 +15,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractFlow",
     "AbstractLayer",
+    "fit",
+    "load",
+    "load_metadata",
+    "negative_log_likelihood",
+    "save",
     "layers",
     "nets",
     "standard_normal_log_prob",

@@ -49,6 +49,10 @@ class ResidualBlock(eqx.Module):
         return last(jax.nn.relu(middle(jax.nn.relu(first(x)))))
 
 
+def _identity(x):
+    return x
+
+
 class MLP(eqx.Module):
     """A ReLU multilayer perceptron whose last layer starts at zero.
 
@@ -64,7 +68,10 @@ class MLP(eqx.Module):
     mlp: eqx.nn.MLP
 
     def __init__(self, in_features: int, out_features: int, hidden: int, layers: int = 2, *, key):
-        mlp = eqx.nn.MLP(in_features, out_features, hidden, layers, activation=jax.nn.relu, key=key)
+        # A named identity rather than Equinox's default lambda, so that ``ij.save`` can
+        # store the structure.
+        mlp = eqx.nn.MLP(in_features, out_features, hidden, layers, activation=jax.nn.relu,
+                         final_activation=_identity, key=key)
         self.mlp = _zero_last(mlp, lambda m: m.layers[-1])
 
     def __call__(self, x: Float[Array, " i"]) -> Float[Array, " o"]:

@@ -6,6 +6,7 @@ from .glow import ConditionalGlow, Glow
 from .hint import HINT, MultiscaleHINT
 from .hyperbolic import Hyperbolic
 from .realnvp import ConditionalRealNVP, RealNVP
+from .summarized import Summarized
 
 __all__ = [
     "HINT",
@@ -20,4 +21,5 @@ __all__ = [
     "MultiscaleConditionalHINT",
     "MultiscaleHINT",
     "RealNVP",
+    "Summarized",
 ]

@@ -1,0 +1,198 @@
+"""``fit``: maximum-likelihood training of any flow with optax, in a few lines."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import warnings
+from collections.abc import Callable, Iterable
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+
+from ._io import load, load_metadata, save
+
+
+def negative_log_likelihood(flow, x, cond=None):
+    """The default loss: ``-mean(flow.log_prob(x, cond))``."""
+    return -jnp.mean(flow.log_prob(x, cond))
+
+
+def fit(
+    flow,
+    x,
+    cond=None,
+    *,
+    key,
+    steps: int = 1000,
+    batch_size: int = 64,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Callable = negative_log_likelihood,
+    validation: float | tuple = 0.0,
+    eval_every: int = 100,
+    patience: int | None = None,
+    initialize: bool = True,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+):
+    """Train ``flow`` by minimising ``loss(flow, x_batch, cond_batch)`` with optax.
+
+    Args:
+        flow: any invjax flow (conditional or not) or ``Summarized`` model.
+        x: training inputs ``(N, ...)``, or an iterable yielding batches ``x`` or
+            ``(x, cond)`` (then ``cond`` must be ``None``, and ``validation`` a tuple).
+        cond: conditions ``(N, ...)`` for a conditional flow (observations ``y`` for
+            ``Summarized``), or ``None``.
+        key: PRNG key for shuffling and the validation split.
+        steps: optimisation steps.
+        batch_size: samples per step (array data).
+        optimizer: an optax transformation; default Adam(1e-3) with gradient clipping at 10.
+        loss: ``loss(flow, x, cond) -> scalar``; default the negative log-likelihood.
+        validation: a fraction of the arrays held out, or ``(x_val, cond_val)``.
+        eval_every: steps between validation losses (and early-stopping checks).
+        patience: stop after this many evaluations without improvement, and return the
+            best flow; ``None`` never stops early.
+        initialize: ActNorm data initialisation on the first batch.
+        progress: show a tqdm progress bar with the loss.
+        checkpoint: a file to save ``(flow, optimizer state, step, history)`` to every
+            ``checkpoint_every`` steps (atomically). If it exists, training resumes from
+            it (and the first-batch initialisation is skipped).
+        checkpoint_every: steps between checkpoints.
+
+    Returns:
+        ``(flow, history)``, ``history = {"train": [loss per step], "val": [(step, loss)]}``.
+        If a loss becomes non-finite, training stops with a warning naming the step and
+        the last flow with a finite loss is returned.
+    """
+    if steps < 0 or batch_size < 1 or eval_every < 1 or checkpoint_every < 1:
+        raise ValueError(
+            f"fit: steps >= 0, batch_size, eval_every and checkpoint_every >= 1 needed; got steps={steps}, "
+            f"batch_size={batch_size}, eval_every={eval_every}, checkpoint_every={checkpoint_every}."
+        )
+    optimizer = optimizer or optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+    split_key, shuffle_key = jr.split(key)
+    batches, val = _data(x, cond, batch_size, validation, split_key, shuffle_key)
+    params = lambda f: eqx.filter(f, eqx.is_inexact_array)
+
+    history = {"train": [], "val": []}
+    start = 0
+    first = next(batches)
+    if initialize:
+        flow = flow.initialize(*first)
+    opt_state = optimizer.init(params(flow))
+    if checkpoint is not None and pathlib.Path(checkpoint).exists():
+        # The structure is this run's own: no unpickling.
+        state = load(checkpoint, like={"flow": flow, "opt_state": opt_state})
+        flow, opt_state = state["flow"], state["opt_state"]
+        meta = load_metadata(checkpoint)
+        start = meta["step"]
+        history = {"train": meta["train"], "val": [tuple(v) for v in meta["val"]]}
+        for _ in range(start):  # the data stream continues where it stopped
+            first = next(batches)
+
+    @eqx.filter_jit
+    def step(flow, opt_state, x, cond):
+        value, grads = eqx.filter_value_and_grad(loss)(flow, x, cond)
+        updates, opt_state = optimizer.update(grads, opt_state, params(flow))
+        return eqx.apply_updates(flow, updates), opt_state, value
+
+    evaluate = eqx.filter_jit(loss)
+    best = (math.inf, flow)
+    waited = 0
+    bar = _progress(range(start, steps), progress, total=steps, initial=start)
+    batch = first
+    for i in bar:
+        if i > start:
+            batch = next(batches)
+        new_flow, new_state, value = step(flow, opt_state, *batch)
+        value = float(value)
+        if not math.isfinite(value):
+            warnings.warn(f"fit: the loss became {value} at step {i}; stopping with the last finite-loss flow.",
+                          RuntimeWarning, stacklevel=2)
+            break
+        flow, opt_state = new_flow, new_state
+        history["train"].append(value)
+        done = i + 1
+        if val is not None and (done % eval_every == 0 or done == steps):
+            val_loss = float(evaluate(flow, *val))
+            history["val"].append((done, val_loss))
+            if val_loss < best[0]:
+                best, waited = (val_loss, flow), 0
+            else:
+                waited += 1
+        if progress and (i % 10 == 0 or done == steps):
+            shown = f"loss {np.mean(history['train'][-50:]):.4g}"
+            if history["val"]:
+                shown += f", val {history['val'][-1][1]:.4g}"
+            bar.set_postfix_str(shown)
+        if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
+            save(checkpoint, {"flow": flow, "opt_state": opt_state},
+                 metadata={"step": done, "train": history["train"], "val": history["val"]})
+        if patience is not None and waited >= patience:
+            break
+    if patience is not None and val is not None and math.isfinite(best[0]):
+        flow = best[1]
+    return flow, history
+
+
+def _data(x, cond, batch_size, validation, split_key, shuffle_key):
+    """An endless batch iterator and the validation pair (or ``None``)."""
+    if not hasattr(x, "shape"):  # an iterable of batches
+        if cond is not None:
+            raise ValueError("fit: with an iterable of batches, pass cond inside the batches, not as cond=.")
+        if isinstance(validation, float) and validation > 0:
+            raise ValueError("fit: with an iterable of batches, validation must be a tuple (x_val, cond_val).")
+        return _from_iterable(x), (tuple(validation) if isinstance(validation, tuple) else None)
+    n = x.shape[0]
+    if cond is not None and (not hasattr(cond, "shape") or cond.shape[0] != n):
+        raise ValueError(f"fit: cond must be an array with the batch size of x ({n}), got "
+                         f"{getattr(cond, 'shape', type(cond).__name__)}.")
+    if isinstance(validation, tuple):
+        val = validation
+    elif 0 < validation < 1:
+        order = np.asarray(jr.permutation(split_key, n))
+        n_val = max(1, int(round(validation * n)))
+        take = lambda a, idx: None if a is None else a[idx]
+        val = (x[order[:n_val]], take(cond, order[:n_val]))
+        x, cond, n = x[order[n_val:]], take(cond, order[n_val:]), n - n_val
+    elif validation == 0:
+        val = None
+    else:
+        raise ValueError(f"fit: validation must be a fraction in [0, 1) or (x_val, cond_val), got {validation!r}.")
+    if n < 1:
+        raise ValueError("fit: no training samples (x is empty, or validation took them all).")
+    return _shuffled(x, cond, min(batch_size, n), shuffle_key), val
+
+
+def _shuffled(x, cond, batch_size, key):
+    """Endless epochs of shuffled batches (the last partial batch of an epoch is dropped,
+    so every step has the same shape and compiles once)."""
+    n = x.shape[0]
+    while True:
+        key, sub = jr.split(key)
+        order = np.asarray(jr.permutation(sub, n))
+        for s in range(0, n - batch_size + 1, batch_size):
+            idx = order[s : s + batch_size]
+            yield x[idx], (None if cond is None else cond[idx])
+
+
+def _from_iterable(batches: Iterable):
+    for batch in batches:
+        yield tuple(batch) if isinstance(batch, tuple | list) else (batch, None)
+    raise ValueError("fit: the batch iterable ran out before the last step; pass more batches or fewer steps.")
+
+
+def _progress(iterable, enabled, total, initial):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, initial=initial, desc="fit", unit="step")
+
+
+__all__ = ["fit", "negative_log_likelihood"]

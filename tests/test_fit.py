@@ -1,0 +1,120 @@
+"""The training workflow: Summarized models, fit, save / load and checkpoints."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+from helpers import perturb, rel_err
+
+import invjax as ij
+
+
+def _summarized(seed=0):
+    k1, k2 = jr.split(jr.key(seed))
+    flow = ij.nets.ConditionalRealNVP(2, 3, depth=2, hidden=8, key=k1)
+    return ij.nets.Summarized(flow, eqx.nn.MLP(5, 3, width_size=8, depth=1, key=k2))
+
+
+def _pairs(n, seed=1):
+    kx, kn = jr.split(jr.key(seed))
+    x = jr.normal(kx, (n, 2))
+    y = jnp.concatenate([x, x[:, :1] * x[:, 1:], x**2], axis=1) + 0.1 * jr.normal(kn, (n, 5))
+    return x, y
+
+
+def test_summarized_trains_summary_and_flow_through_one_grad():
+    model = _summarized()
+    x, y = _pairs(6)
+    model = perturb(model, jr.key(7), 0.1)  # couplings start as the identity, which ignores cond
+    loss = lambda m: -jnp.mean(m.log_prob(x, y))
+    grads = eqx.filter_grad(loss)(model)
+    reference = eqx.filter_grad(loss)(eqx.tree_at(lambda m: m.flow, model, ij.with_backprop(model.flow, "autodiff")))
+    assert float(jnp.abs(grads.summary.layers[0].weight).max()) > 0  # the summary network receives gradients
+    assert rel_err(grads, reference) < 1e-8
+    samples, log_q = model.sample_and_log_prob(jr.key(2), (6, 2), y)
+    np.testing.assert_allclose(log_q, model.log_prob(samples, y), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda m, x, y: m.log_prob(x, None), r"y is required"),
+        (lambda m, x, y: m.log_prob(x, y[:4]), r"y has batch size 4, the input has 6"),
+        (lambda m, x, y: m.log_prob(x, y[:, :4]), r"Summarized|shape|size"),
+        (lambda m, x, y: ij.nets.Summarized(m.flow, 3), r"summary must be callable"),
+    ],
+)
+def test_summarized_errors(call, match):
+    x, y = _pairs(6)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(_summarized(), x, y)
+
+
+def test_fit_lowers_the_loss_with_validation_and_early_stopping():
+    x, y = _pairs(256)
+    model, history = ij.fit(_summarized(), x, y, key=jr.key(3), steps=120, batch_size=32, validation=0.25,
+                            eval_every=20, patience=100, progress=False)
+    assert len(history["train"]) == 120 and [s for s, _ in history["val"]] == [20, 40, 60, 80, 100, 120]
+    assert history["val"][-1][1] < history["val"][0][1] - 0.3  # it learns
+    assert np.mean(history["train"][-20:]) < np.mean(history["train"][:20])
+    # patience=0 stops at the first evaluation that does not improve, returning the best flow
+    _, short = ij.fit(_summarized(), x, y, key=jr.key(3), steps=60, batch_size=32, validation=(x[:32], y[:32]),
+                      eval_every=1, patience=0, progress=False, optimizer=optax.sgd(0.5))
+    assert len(short["train"]) < 60
+
+
+def test_fit_stops_on_a_non_finite_loss_and_keeps_the_last_good_flow():
+    x, y = _pairs(8)
+    bad = x.at[0, 0].set(jnp.nan)
+    batches = [(x, y), (x, y), (bad, y), (x, y)]
+    with pytest.warns(RuntimeWarning, match=r"at step 2"):
+        model, history = ij.fit(_summarized(), batches, key=jr.key(4), steps=4, progress=False)
+    assert len(history["train"]) == 2
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+    assert bool(jnp.isfinite(model.log_prob(x, y)).all())
+
+
+def test_fit_rejects_bad_arguments():
+    x, y = _pairs(8)
+    with pytest.raises(ValueError, match=r"batch size of x \(8\)"):
+        ij.fit(_summarized(), x, y[:5], key=jr.key(0), steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"validation must be a fraction"):
+        ij.fit(_summarized(), x, y, key=jr.key(0), steps=1, validation=1.5, progress=False)
+    with pytest.raises(ValueError, match=r"steps >= 0"):
+        ij.fit(_summarized(), x, y, key=jr.key(0), steps=1, batch_size=0, progress=False)
+
+
+def test_save_load_round_trip_and_atomic_write(tmp_path):
+    model = perturb(_summarized(), jr.key(8), 0.1)
+    flow = model.flow  # invjax's own modules pickle (functions by import path)
+    path = ij.save(tmp_path / "flow.eqx", flow, metadata={"note": "trained"})
+    x, y = _pairs(4)
+    loaded = ij.load(path)  # no model built by hand
+    assert type(loaded) is type(flow) and loaded.depth == flow.depth and ij.load_metadata(path) == {"note": "trained"}
+    np.testing.assert_array_equal(loaded.log_prob(x, y[:, :3]), flow.log_prob(x, y[:, :3]))
+    # Equinox's MLP holds a lambda: the arrays are saved, loading needs a model to fill.
+    ij.save(tmp_path / "model.eqx", model)
+    with pytest.raises(ValueError, match=r"pass like="):
+        ij.load(tmp_path / "model.eqx")
+    np.testing.assert_array_equal(ij.load(tmp_path / "model.eqx", like=_summarized(9)).log_prob(x, y),
+                                  model.log_prob(x, y))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.eqx", "model.eqx"]  # no temporary files left
+    (tmp_path / "junk").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not an invjax file"):
+        ij.load(tmp_path / "junk")
+
+
+def test_checkpoints_resume_where_training_stopped(tmp_path):
+    x, y = _pairs(64)
+    ckpt = tmp_path / "run.ckpt"
+    kwargs = dict(key=jr.key(5), batch_size=16, progress=False, checkpoint=ckpt, checkpoint_every=5)
+    full, full_history = ij.fit(_summarized(), x, y, steps=15, **kwargs)
+    ckpt.unlink()
+    _, first = ij.fit(_summarized(), x, y, steps=10, **kwargs)  # "interrupted" after 10 steps
+    resumed, history = ij.fit(_summarized(), x, y, steps=15, **kwargs)
+    assert history["train"][:10] == first["train"]
+    np.testing.assert_allclose(history["train"], full_history["train"], rtol=1e-6)
+    np.testing.assert_allclose(resumed.log_prob(x, y), full.log_prob(x, y), rtol=1e-6)
