@@ -129,7 +129,7 @@ def fit(
             shown = f"loss {np.mean(history['train'][-50:]):.4g}"
             if history["val"]:
                 shown += f", val {history['val'][-1][1]:.4g}"
-            bar.set_postfix_str(shown)
+            bar.set_postfix_str(shown, refresh=False)
         if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
             save(checkpoint, {"flow": flow, "opt_state": opt_state},
                  metadata={"step": done, "train": history["train"], "val": history["val"]})

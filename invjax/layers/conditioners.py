@@ -28,7 +28,8 @@ class ResidualBlock(eqx.Module):
     """3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv (zero-initialised), as in Glow and the seed.
 
     Args:
-        in_channels, out_channels: channels in and out.
+        in_channels: channels in.
+        out_channels: channels out.
         hidden: channels of the two hidden feature maps.
         spatial_dims: 2 for images, 3 for volumes (1 for sequences).
         key: PRNG key.
@@ -57,7 +58,8 @@ class MLP(eqx.Module):
     """A ReLU multilayer perceptron whose last layer starts at zero.
 
     Args:
-        in_features, out_features: sizes in and out.
+        in_features: size in.
+        out_features: size out.
         hidden: width of the hidden layers.
         layers: number of hidden layers.
         key: PRNG key.

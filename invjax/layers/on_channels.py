@@ -17,7 +17,8 @@ class OnChannels(AbstractLayer):
 
     Args:
         inner: the layer for channels ``start:stop``.
-        start, stop: the slice, ``0 <= start < stop``.
+        start: first channel of the slice, ``0 <= start < stop``.
+        stop: one past its last channel.
 
     Shapes: ``(B, C, *spatial)`` with ``C >= stop`` -> same shape.
     """

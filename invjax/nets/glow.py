@@ -106,8 +106,15 @@ class ConditionalGlow(AbstractFlow):
     """Glow whose every coupling also sees a condition: a model of ``p(x | cond)``.
 
     Args:
-        in_channels, levels, depth, hidden, key, spatial_dims, conv, squeeze, backprop:
-            as :class:`Glow`.
+        in_channels: ``C`` of the input.
+        levels: number of scales (see :class:`Glow`).
+        depth: flow steps per level.
+        hidden: channels of the coupling conditioners.
+        key: PRNG key.
+        spatial_dims: 1, 2 or 3 (see :class:`Glow`).
+        conv: ``"lu"`` or ``"householder"``.
+        squeeze: ``"space_to_depth"`` or ``"haar"``.
+        backprop: ``"invertible"`` (default) or ``"autodiff"``.
         cond_channels: ``K``, the channels (or features) of the condition.
         cond_spatial: ``False`` for a vector condition ``(B, K)``, broadcast over space;
             ``True`` for a feature map ``(B, K, *spatial)`` of the input's spatial size,
