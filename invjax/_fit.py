@@ -61,7 +61,7 @@ def fit(
         progress: show a tqdm progress bar with the loss.
         checkpoint: a file to save ``(flow, optimizer state, step, history)`` to every
             ``checkpoint_every`` steps (atomically). If it exists, training resumes from
-            it (and the first-batch initialisation is skipped).
+            it (its parameters and optimizer state replace the freshly initialised ones).
         checkpoint_every: steps between checkpoints.
 
     Returns:

@@ -108,35 +108,32 @@ def load(path: str | os.PathLike, like=None):
             arrays are replaced by the stored ones and the header is not unpickled. Without
             it the structure comes from the file: only load files you trust.
     """
-    data = _read(path)
-    size, note_size = struct.unpack("<QQ", data[len(_MAGIC) : len(_MAGIC) + 16])
-    start = len(_MAGIC) + 16
-    leaves = io.BytesIO(data[start + size + note_size :])
+    header, note, leaves = _sections(path)
     if like is None:
-        if size == 0:
-            reason = json.loads(data[start + size : start + size + note_size])["unpicklable"]
+        if not header:
             raise ValueError(
                 f"load: {path} holds the arrays but not the structure, which could not be pickled when "
-                f"it was saved ({reason}); pass like=<a model built the same way>."
+                f"it was saved ({note['unpicklable']}); pass like=<a model built the same way>."
             )
-        skeleton = pickle.loads(data[start : start + size])
+        skeleton = pickle.loads(header)
         like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype) if _is_spec(s) else s, skeleton, is_leaf=_is_spec)
-    return eqx.tree_deserialise_leaves(leaves, like)
+    return eqx.tree_deserialise_leaves(io.BytesIO(leaves), like)
 
 
 def load_metadata(path: str | os.PathLike) -> dict:
     """The ``metadata`` dict given to :func:`save` (empty if none)."""
-    data = _read(path)
-    size, note_size = struct.unpack("<QQ", data[len(_MAGIC) : len(_MAGIC) + 16])
-    start = len(_MAGIC) + 16 + size
-    return json.loads(data[start : start + note_size])["metadata"]
+    return _sections(path)[1]["metadata"]
 
 
-def _read(path) -> bytes:
+def _sections(path) -> tuple[bytes, dict, bytes]:
+    """The file's pickled structure (empty if none), its JSON note, and the leaves."""
     data = pathlib.Path(path).read_bytes()
     if not data.startswith(_MAGIC):
         raise ValueError(f"load: {path} is not an invjax file (it does not start with {_MAGIC!r}).")
-    return data
+    start = len(_MAGIC) + 16
+    size, note_size = struct.unpack("<QQ", data[len(_MAGIC) : start])
+    header, note = data[start : start + size], data[start + size : start + size + note_size]
+    return header, json.loads(note), data[start + size + note_size :]
 
 
 def _atomic_write(path: pathlib.Path, payload: bytes) -> None:
