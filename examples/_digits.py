@@ -60,6 +60,14 @@ def train(flow, loss_fn, batches, steps, lr=1e-3, report=None):
     return flow
 
 
+def save_figure(fig, name):
+    """Write a matplotlib figure to ``examples/out/<name>`` and say so."""
+    fig.tight_layout()
+    OUT.mkdir(exist_ok=True)
+    fig.savefig(OUT / name, dpi=110)
+    print(f"wrote {OUT / name}")
+
+
 def save_grid(rows, path, title, row_titles=None):
     """A grid of 8x8 images; ``rows`` is a list of arrays (N, 8, 8) in [0, 1]."""
     import matplotlib

@@ -9,6 +9,7 @@ from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
 from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
+from ._vi import fit_vi, reverse_kl
 
 __version__ = "0.1.0"
 
@@ -16,12 +17,14 @@ __all__ = [
     "AbstractFlow",
     "AbstractLayer",
     "fit",
+    "fit_vi",
     "load",
     "load_metadata",
     "negative_log_likelihood",
     "save",
     "layers",
     "nets",
+    "reverse_kl",
     "standard_normal_log_prob",
     "with_backprop",
 ]

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from ._conv import conv_same, to_channels_first, to_channels_last
+
 
 def _zero_last(module, get):
     """Zero the weight and bias that ``get(module)`` returns (a linear or conv layer)."""
@@ -46,8 +48,11 @@ class ResidualBlock(eqx.Module):
         self.convs = _zero_last(convs, lambda c: c[-1])
 
     def __call__(self, x: Float[Array, "c *spatial"]) -> Float[Array, "o *spatial"]:
-        first, middle, last = self.convs
-        return last(jax.nn.relu(middle(jax.nn.relu(first(x)))))
+        # The convolutions run channels-last (see :mod:`invjax.layers._conv`); the modules keep
+        # Equinox's layout and initialisation.
+        first, middle, last = (lambda h, c=c: conv_same(h, c.weight, c.bias) for c in self.convs)
+        h = to_channels_last(x[None])
+        return to_channels_first(last(jax.nn.relu(middle(jax.nn.relu(first(h))))))[0]
 
 
 def _identity(x):

@@ -9,12 +9,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jax import lax
 from jaxtyping import Array, Float
 
 from .._checks import check_layout
 from .._layer import AbstractLayer
-from ._util import batch_logdet, per_channel
+from ._conv import conv_same, to_channels_first, to_channels_last
+from ._util import batch_logdet
 from .squeeze import HaarSqueeze
 
 ACTIONS = ("same", "down", "up")
@@ -88,10 +88,10 @@ class HyperbolicLayer(AbstractLayer):
         if self.spatial_dims == 0:
             return self.activation(x @ self.weight.T + self.bias) @ self.weight
         n = self.spatial_dims
-        h = lax.conv_general_dilated(x, self.weight, (1,) * n, "SAME") + per_channel(self.bias, x.ndim)
+        h = conv_same(to_channels_last(x), self.weight, self.bias)
         # The adjoint of a stride-1 "SAME" convolution (odd kernel): flipped, transposed kernel.
         adjoint = jnp.flip(self.weight, axis=tuple(range(2, 2 + n))).swapaxes(0, 1)
-        return lax.conv_general_dilated(self.activation(h), adjoint, (1,) * n, "SAME")
+        return to_channels_first(conv_same(self.activation(h), adjoint))
 
     def _resample(self, v, inverse=False):
         """The change of resolution (orthonormal, so it is also its own adjoint's inverse)."""

@@ -1,0 +1,180 @@
+"""One Glow training step, one configuration, one process: peak memory and seconds per step.
+
+    python benchmarks/glow_step.py --impl invjax --size 256 --depth 16
+    python benchmarks/glow_step.py --impl autodiff --size 256 --depth 16
+    python benchmarks/glow_step.py --impl normflows --size 256 --depth 16
+
+Prints one JSON line. ``--impl``:
+
+- ``invjax``: ``ij.nets.Glow`` with the invertible backward (the default);
+- ``autodiff``: the same flow under ``ij.with_backprop(flow, "autodiff")``;
+- ``normflows``: PyTorch normflows' ``MultiscaleFlow`` of ``GlowBlock``s with the same
+  architecture (levels, depth per level, hidden channels, 3x3-1x1-3x3 conditioners,
+  LU 1x1 convolutions, ActNorm, channel split, half of the channels factored out per level).
+
+A step is the loss (mean negative log-likelihood), its gradient and an Adam update. Run a
+fresh process per configuration (``glow_sweep.py`` does): ``peak_rss_mib`` is the
+process's peak resident memory (``getrusage``), so it includes the interpreter, the
+library and, for JAX, the compiler; ``base_rss_mib`` is the resident memory once the
+model and the batch exist, before the first step. On a GPU, ``device_peak_mib`` is the
+device's peak allocation (JAX: ``memory_stats()["peak_bytes_in_use"]``, PyTorch:
+``torch.cuda.max_memory_allocated``). ``step_s`` is the median of ``--steps`` steps after
+one warm-up step (which, for JAX, follows compilation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def timed(step, steps):
+    step()  # warm-up
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
+
+
+def run_jax(args):
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+    import optax
+
+    import invjax as ij
+
+    flow = ij.nets.Glow(3, args.levels, args.depth, args.hidden, key=jr.key(0))
+    if args.impl == "autodiff":
+        flow = ij.with_backprop(flow, "autodiff")
+    x = jr.uniform(jr.key(1), (args.batch, 3, args.size, args.size))
+    params, static = eqx.partition(flow, eqx.is_inexact_array)
+    optimizer = optax.adam(1e-4)
+    state = optimizer.init(params)
+
+    def step(params, state, x):
+        loss, grads = jax.value_and_grad(lambda p: -jnp.mean(eqx.combine(p, static).log_prob(x)))(params)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    base = rss_mib()
+    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, x).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes / 2**20
+    carry = [params, state]
+
+    def one():
+        carry[0], carry[1], loss = compiled(carry[0], carry[1], x)
+        jax.block_until_ready(loss)
+        carry.append(float(loss))
+
+    median, times = timed(one, args.steps)
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    return {
+        "base_rss_mib": base,
+        "compiled_temp_mib": temp,
+        "device_peak_mib": stats.get("peak_bytes_in_use", float("nan")) / 2**20 if stats else None,
+        "step_s": median,
+        "times": times,
+        "loss": carry[-1],
+        "device": str(device.device_kind),
+        "versions": {"jax": jax.__version__, "equinox": eqx.__version__, "invjax": ij.__version__},
+    }
+
+
+def normflows_glow(levels, depth, hidden, size):
+    """normflows' Glow, built as in its own Glow example (``examples/glow.ipynb``)."""
+    import normflows as nf
+
+    q0, merges, flows = [], [], []
+    for i in range(levels):
+        channels = 3 * 2 ** (levels + 1 - i)
+        flows.append([nf.flows.GlowBlock(channels, hidden, split_mode="channel", scale=True) for _ in range(depth)]
+                     + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            shape = (3 * 2 ** (levels - i), size // 2 ** (levels - i), size // 2 ** (levels - i))
+        else:
+            shape = (3 * 2 ** (levels + 1), size // 2**levels, size // 2**levels)
+        q0.append(nf.distributions.DiagGaussian(shape))
+    return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+
+
+def run_torch(args):
+    import normflows as nf
+    import torch
+
+    torch.manual_seed(0)
+    cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if cuda else "cpu")
+    model = normflows_glow(args.levels, args.depth, args.hidden, args.size).to(dev)
+    x = torch.rand(args.batch, 3, args.size, args.size, device=dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    base = rss_mib()
+    losses = []
+
+    def one():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.forward_kld(x)
+        loss.backward()
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize()
+        losses.append(float(loss))
+
+    median, times = timed(one, args.steps)
+    return {
+        "base_rss_mib": base,
+        "compiled_temp_mib": None,
+        "device_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "step_s": median,
+        "times": times,
+        "loss": losses[-1],
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "versions": {"torch": torch.__version__, "normflows": nf.__version__},
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--impl", choices=["invjax", "autodiff", "normflows"], required=True)
+    p.add_argument("--size", type=int, default=64, help="height = width of the RGB images")
+    p.add_argument("--depth", type=int, default=16, help="flow steps per level")
+    p.add_argument("--levels", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
+    result = (run_torch if args.impl == "normflows" else run_jax)(args)
+    result.update(
+        impl=args.impl, size=args.size, depth=args.depth, levels=args.levels, hidden=args.hidden,
+        batch=args.batch, peak_rss_mib=peak_rss_mib(), wall_s=time.perf_counter() - start,
+        python=sys.version.split()[0], machine=f"{platform.machine()}, {os.cpu_count()} cpus",
+    )
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The Glow sweep of glow_sweep.py on a CUDA GPU: device peak memory and step time,
+# invjax vs plain autodiff vs PyTorch normflows, one fresh process per configuration.
+#
+#   bash benchmarks/gpu.sh                      # sizes 64..2048 at depth 16, depths 4..128 at 256
+#   bash benchmarks/gpu.sh --sweep size --sizes 256 512 1024
+#
+# Results: benchmarks/results/gpu/{glow_size.csv,glow_depth.csv,glow_sweep.png,glow_sweep.md}.
+# Memory is the device's peak allocation (JAX: memory_stats()["peak_bytes_in_use"],
+# PyTorch: torch.cuda.max_memory_allocated()); a configuration that raises an
+# out-of-memory error is recorded as such.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -e ".[bench]" "jax[cuda12]"
+python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
+python -m pip install -q normflows
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+# Each process allocates what it needs (no pre-allocation), so the peaks are comparable.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+python benchmarks/glow_sweep.py --results benchmarks/results/gpu \
+  --sizes 64 128 256 512 1024 2048 --depth-size 256 --limit-gib 100 "$@"
