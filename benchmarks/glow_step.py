@@ -16,7 +16,13 @@ A step is the loss (mean negative log-likelihood), its gradient and an Adam upda
 fresh process per configuration (``glow_sweep.py`` does): ``peak_rss_mib`` is the
 process's peak resident memory (``getrusage``), so it includes the interpreter, the
 library and, for JAX, the compiler; ``base_rss_mib`` is the resident memory once the
-model and the batch exist, before the first step. On a GPU, ``device_peak_mib`` is the
+model and the batch exist (and, for JAX, the step is compiled), before the first step.
+Both implementations hand the memory their allocator keeps from building the model back
+to the system before that (``gc.collect`` and glibc's ``malloc_trim``; JAX also drops
+the small programs that built the parameters): otherwise a few hundred MiB of freed
+but retained memory would count as the step's. ``--compile-only`` (JAX) reports the
+compiled step's memory without running it: a deterministic check of sizes that would
+take too long to run here. On a GPU, ``device_peak_mib`` is the
 device's peak allocation (JAX: ``memory_stats()["peak_bytes_in_use"]``, PyTorch:
 ``torch.cuda.max_memory_allocated``). ``step_s`` is the median of ``--steps`` steps after
 one warm-up step (which, for JAX, follows compilation).
@@ -25,6 +31,8 @@ one warm-up step (which, for JAX, follows compilation).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -44,6 +52,15 @@ def rss_mib() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def release():
+    """Give memory that is freed but kept by the allocator back to the system."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
 
 
 def timed(step, steps):
@@ -78,9 +95,18 @@ def run_jax(args):
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
-    base = rss_mib()
+    jax.clear_caches()
+    release()
     compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, x).compile()
-    temp = compiled.memory_analysis().temp_size_in_bytes / 2**20
+    analysis = compiled.memory_analysis()
+    temp = analysis.temp_size_in_bytes / 2**20
+    release()
+    base = rss_mib()
+    if args.compile_only:
+        return {"base_rss_mib": base, "compiled_temp_mib": temp, "device_peak_mib": None, "step_s": None,
+                "times": [], "compiled_total_mib": (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+                                                    + analysis.output_size_in_bytes) / 2**20,
+                "device": str(jax.devices()[0].device_kind), "versions": {"jax": jax.__version__}}
     carry = [params, state]
 
     def one():
@@ -131,6 +157,7 @@ def run_torch(args):
     model = normflows_glow(args.levels, args.depth, args.hidden, args.size).to(dev)
     x = torch.rand(args.batch, 3, args.size, args.size, device=dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    release()
     base = rss_mib()
     losses = []
 
@@ -141,7 +168,7 @@ def run_torch(args):
         optimizer.step()
         if cuda:
             torch.cuda.synchronize()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
 
     median, times = timed(one, args.steps)
     return {
@@ -165,6 +192,7 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    p.add_argument("--compile-only", action="store_true", help="JAX: compiled memory only, no step is run")
     args = p.parse_args(argv)
     start = time.perf_counter()
     result = (run_torch if args.impl == "normflows" else run_jax)(args)

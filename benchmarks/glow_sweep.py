@@ -51,7 +51,7 @@ def run_one(impl, size, depth, args) -> dict:
     """One configuration in a watched subprocess; returns its row."""
     cmd = [sys.executable, str(HERE / "glow_step.py"), "--impl", impl, "--size", str(size), "--depth", str(depth),
            "--levels", str(args.levels), "--hidden", str(args.hidden), "--batch", str(args.batch),
-           "--steps", str(args.steps)]
+           "--steps", str(args.big_steps if size >= args.big_size else args.steps)]
     row = {"impl": impl, "size": size, "depth": depth, "levels": args.levels, "hidden": args.hidden,
            "batch": args.batch}
     start, seen = time.perf_counter(), 0.0
@@ -237,7 +237,9 @@ def main():
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="timed steps after a warm-up step")
+    p.add_argument("--big-size", type=int, default=1024, help="from this size on, time --big-steps steps")
+    p.add_argument("--big-steps", type=int, default=1)
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     p.add_argument("--limit-gib", type=float, default=round(total - 3, 1),
                    help="kill a configuration whose resident memory passes this (default: RAM - 3 GiB)")
