@@ -64,7 +64,11 @@ def release():
 
 
 def timed(step, steps):
+    """Median seconds of ``steps`` steps after a warm-up step (of the warm-up step alone if 0)."""
+    t = time.perf_counter()
     step()  # warm-up
+    if steps == 0:
+        return time.perf_counter() - t, []
     times = []
     for _ in range(steps):
         t = time.perf_counter()

@@ -158,6 +158,10 @@ def plot(path=None):
     path = path or RESULTS / "glow_sweep.png"
     size_rows, depth_rows = read("size"), read("depth")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    machine = RESULTS / "glow_machine.json"
+    ram = json.loads(machine.read_text()).get("memory_gib") if machine.exists() else None
+    if ram:
+        axes[0].axhline(ram, color="grey", linestyle=":", label=f"this machine's memory ({ram} GiB)")
     styles = {"invjax": "s-", "autodiff": "o--", "normflows": "^-"}
     for impl in IMPLS:
         pts = _ok(size_rows, impl, "size")
@@ -165,8 +169,9 @@ def plot(path=None):
             axes[0].plot([p[0] for p in pts], [p[1] for p in pts], styles[impl], label=LABELS[impl])
             axes[2].plot([p[0] for p in pts], [p[2] for p in pts], styles[impl], label=LABELS[impl])
         oom = [int(r["size"]) for r in size_rows if r["impl"] == impl and r["status"] == "out of memory"]
-        for s in oom:
-            axes[0].annotate(f"{impl}: out of memory", (s, 0), xytext=(s, 0.5), fontsize=7, ha="right")
+        if oom and ram:
+            axes[0].plot(oom, [ram] * len(oom), "x", color=axes[0].lines[-1].get_color(), markersize=10,
+                         mew=2, label=f"{impl}: out of memory")
         pts = _ok(depth_rows, impl, "depth")
         if pts:
             axes[1].plot([p[0] for p in pts], [p[1] for p in pts], styles[impl], label=LABELS[impl])
@@ -216,7 +221,11 @@ def table(path=None):
                 elif r["status"] == "ok":
                     cells.append(f"{peak_gib(r):.2f} / {float(r['step_s']):.3g}")
                 elif r["status"] == "out of memory":
-                    cells.append(f"out of memory (> {float(r['peak_rss_mib']) / 1024:.0f} GiB)")
+                    # Killed by the watchdog at the limit, or an allocation refused early (XLA
+                    # asks for its whole temporary buffer at once).
+                    reached = float(r["peak_rss_mib"]) / 1024
+                    cells.append(f"out of memory (killed at {reached:.0f} GiB)" if reached > 4
+                                 else "out of memory (allocation refused)")
                 else:
                     cells.append(r["status"].split(" (")[0])
             lines.append(f"| {v} | " + " | ".join(cells) + " |")

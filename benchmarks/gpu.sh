@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -e ".[bench]" "jax[cuda12]"
-python -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126
+# A CUDA build of the same torch; set TORCH_INDEX for another CUDA version.
+python -m pip install -q torch==2.13.0 --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cu128}"
 python -m pip install -q normflows
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # Each process allocates what it needs (no pre-allocation), so the peaks are comparable.

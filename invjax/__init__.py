@@ -7,6 +7,7 @@ inverses instead of storing them, so a training step's memory does not grow with
 from . import layers, nets
 from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
+from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
 from ._vi import fit_vi, reverse_kl
@@ -24,6 +25,7 @@ __all__ = [
     "save",
     "layers",
     "nets",
+    "reconstruction_error",
     "reverse_kl",
     "standard_normal_log_prob",
     "with_backprop",

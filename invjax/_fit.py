@@ -9,11 +9,15 @@ import warnings
 from collections.abc import Callable, Iterable
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 
 
@@ -39,6 +43,10 @@ def fit(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 500,
+    devices=None,
+    check_inputs: bool = True,
+    check_reconstruction_every: int | None = None,
+    reconstruction_tol: float = 1e-3,
 ):
     """Train ``flow`` by minimising ``loss(flow, x_batch, cond_batch)`` with optax.
 
@@ -63,35 +71,57 @@ def fit(
             ``checkpoint_every`` steps (atomically). If it exists, training resumes from
             it (its parameters and optimizer state replace the freshly initialised ones).
         checkpoint_every: steps between checkpoints.
+        devices: the devices to train on, data-parallel: each batch is split along its
+            first axis over a ``jax.sharding.Mesh`` of them and the parameters are
+            replicated (``batch_size`` must be a multiple of their number). Default: every
+            device ``jax.devices()`` lists.
+        check_inputs: check every batch before its step (on the host): finite values,
+            the first batch's shapes and dtypes, not empty, ``cond`` with the same batch
+            size. A bad batch raises ``ValueError`` naming the step.
+        check_reconstruction_every: every this many steps, compute
+            :func:`invjax.reconstruction_error` on the batch and warn (``RuntimeWarning``)
+            if it exceeds ``reconstruction_tol``; the values go to
+            ``history["reconstruction"]``. ``None`` never checks.
+        reconstruction_tol: the tolerance of that check.
 
     Returns:
-        ``(flow, history)``, ``history = {"train": [loss per step], "val": [(step, loss)]}``.
-        If a loss becomes non-finite, training stops with a warning naming the step and
-        the last flow with a finite loss is returned.
+        ``(flow, history)``, ``history = {"train": [loss per step], "val": [(step, loss)]}``
+        (plus ``"reconstruction": [(step, error)]`` when checked). If a loss becomes
+        non-finite, training stops with a warning naming the step and the last flow with
+        a finite loss is returned.
     """
     if steps < 0 or batch_size < 1 or eval_every < 1 or checkpoint_every < 1:
         raise ValueError(
             f"fit: steps >= 0, batch_size, eval_every and checkpoint_every >= 1 needed; got steps={steps}, "
             f"batch_size={batch_size}, eval_every={eval_every}, checkpoint_every={checkpoint_every}."
         )
+    if check_reconstruction_every is not None and check_reconstruction_every < 1:
+        raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     optimizer = optimizer or optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+    place_batch, replicate = _data_parallel(devices, batch_size)
     split_key, shuffle_key = jr.split(key)
     batches, val = _data(x, cond, batch_size, validation, split_key, shuffle_key)
     params = lambda f: eqx.filter(f, eqx.is_inexact_array)
 
     history = {"train": [], "val": []}
+    if check_reconstruction_every is not None:
+        history["reconstruction"] = []
     start = 0
     first = next(batches)
+    reference = _describe(first)
+    if check_inputs:
+        _check_batch(0, first, reference)
     if initialize:
         flow = flow.initialize(*first)
-    opt_state = optimizer.init(params(flow))
+    flow = replicate(flow)
+    opt_state = replicate(optimizer.init(params(flow)))
     if checkpoint is not None and pathlib.Path(checkpoint).exists():
         # The structure is this run's own: no unpickling.
         state = load(checkpoint, like={"flow": flow, "opt_state": opt_state})
-        flow, opt_state = state["flow"], state["opt_state"]
+        flow, opt_state = replicate(state["flow"]), replicate(state["opt_state"])
         meta = load_metadata(checkpoint)
         start = meta["step"]
-        history = {"train": meta["train"], "val": [tuple(v) for v in meta["val"]]}
+        history.update(train=meta["train"], val=[tuple(v) for v in meta["val"]])
         for _ in range(start):  # the data stream continues where it stopped
             first = next(batches)
 
@@ -102,6 +132,7 @@ def fit(
         return eqx.apply_updates(flow, updates), opt_state, value
 
     evaluate = eqx.filter_jit(loss)
+    reconstruction = eqx.filter_jit(reconstruction_error)
     best = (math.inf, flow)
     waited = 0
     bar = _progress(range(start, steps), progress, total=steps, initial=start)
@@ -109,6 +140,9 @@ def fit(
     for i in bar:
         if i > start:
             batch = next(batches)
+            if check_inputs:
+                _check_batch(i, batch, reference)
+        batch = place_batch(batch)
         new_flow, new_state, value = step(flow, opt_state, *batch)
         value = float(value)
         if not math.isfinite(value):
@@ -118,6 +152,13 @@ def fit(
         flow, opt_state = new_flow, new_state
         history["train"].append(value)
         done = i + 1
+        if check_reconstruction_every is not None and done % check_reconstruction_every == 0:
+            error = float(reconstruction(flow, *batch))
+            history["reconstruction"].append((done, error))
+            if not error <= reconstruction_tol:
+                warnings.warn(f"fit: reconstruction error {error:.3g} at step {done} exceeds {reconstruction_tol:g}; "
+                              "gradients rebuilt from inverses are inaccurate (see ij.reconstruction_error).",
+                              RuntimeWarning, stacklevel=2)
         if val is not None and (done % eval_every == 0 or done == steps):
             val_loss = float(evaluate(flow, *val))
             history["val"].append((done, val_loss))
@@ -138,6 +179,54 @@ def fit(
     if patience is not None and val is not None and math.isfinite(best[0]):
         flow = best[1]
     return flow, history
+
+
+def _data_parallel(devices, batch_size):
+    """``(place_batch, replicate)`` for data parallelism over ``devices`` (identity on one)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("fit: devices is empty.")
+    if len(devices) == 1:
+        return (lambda batch: batch), (lambda tree: tree)
+    if batch_size % len(devices):
+        raise ValueError(f"fit: batch_size ({batch_size}) must be a multiple of the number of devices "
+                         f"({len(devices)}) for data-parallel training; or pass devices=[...].")
+    mesh = Mesh(np.array(devices), ("batch",))
+    split, same = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+
+    def place_batch(batch):
+        return tuple(None if a is None else jax.device_put(a, split) for a in batch)
+
+    def replicate(tree):
+        arrays, rest = eqx.partition(tree, eqx.is_array)
+        return eqx.combine(jax.device_put(arrays, same), rest)
+
+    return place_batch, replicate
+
+
+def _describe(batch):
+    return tuple(None if a is None else (tuple(a.shape[1:]), np.dtype(a.dtype)) for a in batch)
+
+
+def _check_batch(step, batch, reference):
+    """Host-side checks of one ``(x, cond)`` batch against the first batch's layout."""
+    names = ("x", "cond")
+    sizes = {a.shape[0] for a in batch if a is not None}
+    if 0 in sizes:
+        raise ValueError(f"fit: the batch at step {step} is empty.")
+    if len(sizes) > 1:
+        raise ValueError(f"fit: at step {step}, x and cond have different batch sizes {sorted(sizes)}.")
+    for name, a, ref in zip(names, batch, reference, strict=True):
+        if (a is None) != (ref is None):
+            raise ValueError(f"fit: at step {step}, {name} is {'missing' if a is None else 'unexpected'}.")
+        if a is None:
+            continue
+        if (tuple(a.shape[1:]), np.dtype(a.dtype)) != ref:
+            raise ValueError(f"fit: at step {step}, {name} has shape {tuple(a.shape)} and dtype {a.dtype}; "
+                             f"the first batch had (B, {', '.join(map(str, ref[0]))}) and {ref[1]}.")
+        if jnp.issubdtype(a.dtype, jnp.inexact) and not np.isfinite(np.asarray(a)).all():
+            raise ValueError(f"fit: {name} at step {step} contains NaN or Inf; clean the data "
+                             "(nothing was trained on this batch).")
 
 
 def _data(x, cond, batch_size, validation, split_key, shuffle_key):

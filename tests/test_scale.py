@@ -1,0 +1,152 @@
+"""Data-parallel fit, bad-input checks, reconstruction health and resuming after SIGKILL."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import invjax as ij
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _flow():
+    return ij.nets.RealNVP(4, depth=2, hidden=8, key=jr.key(0))
+
+
+def _data(n=64):
+    return jr.normal(jr.key(1), (n, 4)) * jnp.array([1.0, 2.0, 0.5, 1.0])
+
+
+class _Leaky:
+    """Duck-typed flow whose inverse is off by 1%."""
+
+    def forward(self, x, cond=None):
+        return 2 * x, jnp.zeros(x.shape[0])
+
+    def inverse(self, z, cond=None):
+        return 1.01 * z / 2
+
+
+def test_reconstruction_error_is_small_and_measures_a_broken_inverse():
+    assert float(ij.reconstruction_error(_flow(), _data(8))) < 1e-6
+    np.testing.assert_allclose(float(ij.reconstruction_error(_Leaky(), _data(8))), 0.01, rtol=1e-5)
+
+
+def test_fit_warns_when_the_reconstruction_passes_the_tolerance():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, history = ij.fit(_flow(), _data(), key=jr.key(2), steps=4, batch_size=16, progress=False,
+                            check_reconstruction_every=2, reconstruction_tol=0.0)
+    assert [s for s, _ in history["reconstruction"]] == [2, 4]
+    assert any("reconstruction error" in str(w.message) and "at step 2" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(
+    ("batches", "match"),
+    [
+        ([jnp.ones((8, 4)), jnp.ones((8, 4)).at[3, 1].set(jnp.nan)], r"x at step 1 contains NaN or Inf"),
+        ([jnp.ones((8, 4)), jnp.ones((8, 4)).at[0, 0].set(jnp.inf)], r"x at step 1 contains NaN or Inf"),
+        ([jnp.ones((8, 4)), jnp.ones((8, 5))], r"at step 1, x has shape \(8, 5\).*\(B, 4\)"),
+        ([jnp.ones((8, 4)), jnp.ones((8, 4), jnp.float16)], r"at step 1, x has .* dtype float16"),
+        ([jnp.ones((8, 4)), jnp.ones((0, 4))], r"the batch at step 1 is empty"),
+        ([(jnp.ones((8, 4)), jnp.ones((8, 2))), (jnp.ones((8, 4)), jnp.ones((6, 2)))],
+         r"at step 1, x and cond have different batch sizes \[6, 8\]"),
+    ],
+)
+def test_fit_rejects_bad_batches_naming_the_step(batches, match):
+    conditional = isinstance(batches[0], tuple)
+    flow = ij.nets.ConditionalRealNVP(4, 2, depth=1, hidden=4, key=jr.key(0)) if conditional else _flow()
+    with pytest.raises(ValueError, match=match):
+        ij.fit(flow, iter(batches + batches), key=jr.key(0), steps=3, progress=False)
+
+
+def test_data_parallel_fit_on_four_devices_matches_one_device():
+    # A fresh process: the number of host devices is fixed when JAX starts.
+    script = textwrap.dedent("""
+        import json, jax, jax.numpy as jnp, jax.random as jr, equinox as eqx
+        import invjax as ij
+        assert len(jax.devices()) == 4
+        flow = ij.nets.Glow(1, levels=2, depth=2, hidden=8, key=jr.key(0))
+        x = jr.uniform(jr.key(1), (64, 1, 8, 8))
+        runs = {}
+        for n in (1, 4):
+            f, h = ij.fit(flow, x, key=jr.key(2), steps=5, batch_size=16, progress=False, devices=jax.devices()[:n])
+            runs[n] = (h["train"], [float(v) for v in f.log_prob(x[:4])])
+        params, static = eqx.partition(flow, eqx.is_inexact_array)
+        loss = lambda p, x: -jnp.mean(eqx.combine(p, static).log_prob(x))
+        grad = jax.jit(jax.grad(loss))
+        mem = {}
+        for n in (1, 4):
+            mesh = jax.sharding.Mesh(jax.devices()[:n], ("batch",))
+            xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch")))
+            ps = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+            mem[n] = grad.lower(ps, xs).compile().memory_analysis().temp_size_in_bytes
+            g = grad(ps, xs)
+            runs[f"grad{n}"] = [float(v) for v in jax.tree.leaves(jax.tree.map(lambda a: jnp.sum(a * a), g))]
+        print(json.dumps({"runs": {str(k): v for k, v in runs.items()}, "mem": mem}))
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    runs, mem = result["runs"], result["mem"]
+    # One gradient: equal to round-off. Training: the first loss is the same; Adam divides
+    # by sqrt(v), which turns round-off in near-zero gradients into visible update
+    # differences, so later losses agree to 1e-3 rather than 1e-6.
+    np.testing.assert_allclose(runs["grad1"], runs["grad4"], rtol=1e-5)
+    np.testing.assert_allclose(runs["1"][0][0], runs["4"][0][0], rtol=1e-6)
+    np.testing.assert_allclose(runs["1"][0], runs["4"][0], rtol=1e-3)
+    np.testing.assert_allclose(runs["1"][1], runs["4"][1], rtol=1e-3)  # the trained flows agree
+    assert mem["4"] <= 0.35 * mem["1"], mem  # per device, about a quarter
+
+
+def test_fit_rejects_a_batch_size_the_devices_cannot_split():
+    import jax
+
+    with pytest.raises(ValueError, match=r"multiple of the number of devices \(2\)"):
+        ij.fit(_flow(), _data(), key=jr.key(0), steps=1, batch_size=15, devices=[jax.devices()[0]] * 2,
+               progress=False)
+
+
+def test_resume_after_sigkill_loses_at_most_checkpoint_every_steps(tmp_path):
+    ckpt = tmp_path / "run.eqx"
+    script = textwrap.dedent(f"""
+        import sys, jax.random as jr
+        import invjax as ij
+        x = jr.normal(jr.key(1), (64, 4))
+        flow = ij.nets.RealNVP(4, depth=2, hidden=8, key=jr.key(0))
+        ij.fit(flow, x, key=jr.key(2), steps=int(sys.argv[1]), batch_size=16, progress=False,
+               checkpoint={str(ckpt)!r}, checkpoint_every=5)
+        print("done")
+    """)
+    cmd = [sys.executable, "-c", script]
+    proc = subprocess.Popen([*cmd, "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (ckpt.exists() and ij.load_metadata(ckpt)["step"] >= 20):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    step = ij.load_metadata(ckpt)["step"]
+    assert step >= 20 and step % 5 == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["run.eqx"]  # no half-written file left behind
+    # Resume to step + 7 and compare with an uninterrupted run of the same length.
+    subprocess.run([*cmd, str(step + 7)], check=True, capture_output=True, timeout=300)
+    resumed = ij.load_metadata(ckpt)
+    assert resumed["step"] == step + 7
+    x = jr.normal(jr.key(1), (64, 4))
+    _, reference = ij.fit(ij.nets.RealNVP(4, depth=2, hidden=8, key=jr.key(0)), x, key=jr.key(2), steps=step + 7,
+                          batch_size=16, progress=False)
+    np.testing.assert_allclose(resumed["train"], reference["train"], rtol=1e-5)
