@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import jax.scipy.signal as jss
 import numpy as np
+import optax
 from _digits import load, save_figure
 
 import invjax as ij
@@ -69,7 +70,8 @@ def main(steps):
 
     flow = ij.nets.Glow(1, levels=2, depth=4, hidden=32, key=jr.key(2))
     start = time.perf_counter()
-    flow, _ = ij.fit_vi(flow, log_target, (1, 8, 8), key=jr.key(3), steps=steps, batch_size=64)
+    optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(optax.cosine_decay_schedule(1e-3, steps, 0.01)))
+    flow, _ = ij.fit_vi(flow, log_target, (1, 8, 8), key=jr.key(3), steps=steps, batch_size=64, optimizer=optimizer)
     seconds = time.perf_counter() - start
 
     samples = flow.sample(jr.key(4), (4000, 1, 8, 8)).reshape(4000, 64)
@@ -111,5 +113,5 @@ def plot(truth, y, samples, mean, std, exact_mean, exact_std):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=6000)
     main(parser.parse_args().steps)

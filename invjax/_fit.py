@@ -276,12 +276,12 @@ def _from_iterable(batches: Iterable):
     raise ValueError("fit: the batch iterable ran out before the last step; pass more batches or fewer steps.")
 
 
-def _progress(iterable, enabled, total, initial):
+def _progress(iterable, enabled, total, initial, desc="fit"):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, initial=initial, desc="fit", unit="step")
+    return tqdm(iterable, total=total, initial=initial, desc=desc, unit="step")
 
 
 __all__ = ["fit", "negative_log_likelihood"]

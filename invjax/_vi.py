@@ -105,7 +105,7 @@ def fit_vi(
         return eqx.apply_updates(flow, updates), opt_state, value
 
     history = {"train": []}
-    bar = _progress(range(steps), progress, total=steps, initial=0)
+    bar = _progress(range(steps), progress, total=steps, initial=0, desc="fit_vi")
     for i in bar:
         key, draw, pick = jr.split(key, 3)
         y = None
