@@ -13,6 +13,7 @@ half-written file behind.
 
 from __future__ import annotations
 
+import glob
 import importlib
 import io
 import json
@@ -149,6 +150,10 @@ def _atomic_write(path: pathlib.Path, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    # A process killed while writing leaves its temporary file behind (the checkpoint it
+    # was replacing is intact); the next successful save of the same file removes it.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 __all__ = ["load", "load_metadata", "save"]

@@ -70,8 +70,10 @@ def test_fit_stops_on_a_non_finite_loss_and_keeps_the_last_good_flow():
     x, y = _pairs(8)
     bad = x.at[0, 0].set(jnp.nan)
     batches = [(x, y), (x, y), (bad, y), (x, y)]
+    # check_inputs=False: the NaN reaches the loss (with the default, fit rejects the batch
+    # before its step; tests/test_scale.py).
     with pytest.warns(RuntimeWarning, match=r"at step 2"):
-        model, history = ij.fit(_summarized(), batches, key=jr.key(4), steps=4, progress=False)
+        model, history = ij.fit(_summarized(), batches, key=jr.key(4), steps=4, progress=False, check_inputs=False)
     assert len(history["train"]) == 2
     assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
     assert bool(jnp.isfinite(model.log_prob(x, y)).all())
