@@ -21,6 +21,35 @@ from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 
 
+def _default_optimizer():
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+
+
+def _trainable(flow):
+    return eqx.filter(flow, eqx.is_inexact_array)
+
+
+def _make_step(loss, optimizer):
+    """One jitted optimisation step of ``loss(flow, *args)``; shared by ``fit`` and ``fit_vi``."""
+
+    @eqx.filter_jit
+    def step(flow, opt_state, *args):
+        value, grads = eqx.filter_value_and_grad(loss)(flow, *args)
+        updates, opt_state = optimizer.update(grads, opt_state, _trainable(flow))
+        return eqx.apply_updates(flow, updates), opt_state, value
+
+    return step
+
+
+def _non_finite(name, value, step) -> bool:
+    """Warn (naming the step) and return True if the loss is NaN or infinite."""
+    if math.isfinite(value):
+        return False
+    warnings.warn(f"{name}: the loss became {value} at step {step}; stopping with the last finite-loss flow.",
+                  RuntimeWarning, stacklevel=3)
+    return True
+
+
 def negative_log_likelihood(flow, x, cond=None):
     """The default loss: ``-mean(flow.log_prob(x, cond))``."""
     return -jnp.mean(flow.log_prob(x, cond))
@@ -97,11 +126,10 @@ def fit(
         )
     if check_reconstruction_every is not None and check_reconstruction_every < 1:
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
-    optimizer = optimizer or optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+    optimizer = optimizer or _default_optimizer()
     place_batch, replicate = _data_parallel(devices, batch_size)
     split_key, shuffle_key = jr.split(key)
     batches, val = _data(x, cond, batch_size, validation, split_key, shuffle_key)
-    params = lambda f: eqx.filter(f, eqx.is_inexact_array)
 
     history = {"train": [], "val": []}
     if check_reconstruction_every is not None:
@@ -114,7 +142,7 @@ def fit(
     if initialize:
         flow = flow.initialize(*first)
     flow = replicate(flow)
-    opt_state = replicate(optimizer.init(params(flow)))
+    opt_state = replicate(optimizer.init(_trainable(flow)))
     if checkpoint is not None and pathlib.Path(checkpoint).exists():
         # The structure is this run's own: no unpickling.
         state = load(checkpoint, like={"flow": flow, "opt_state": opt_state})
@@ -125,12 +153,7 @@ def fit(
         for _ in range(start):  # the data stream continues where it stopped
             first = next(batches)
 
-    @eqx.filter_jit
-    def step(flow, opt_state, x, cond):
-        value, grads = eqx.filter_value_and_grad(loss)(flow, x, cond)
-        updates, opt_state = optimizer.update(grads, opt_state, params(flow))
-        return eqx.apply_updates(flow, updates), opt_state, value
-
+    step = _make_step(loss, optimizer)
     evaluate = eqx.filter_jit(loss)
     reconstruction = eqx.filter_jit(reconstruction_error)
     best = (math.inf, flow)
@@ -145,9 +168,7 @@ def fit(
         batch = place_batch(batch)
         new_flow, new_state, value = step(flow, opt_state, *batch)
         value = float(value)
-        if not math.isfinite(value):
-            warnings.warn(f"fit: the loss became {value} at step {i}; stopping with the last finite-loss flow.",
-                          RuntimeWarning, stacklevel=2)
+        if _non_finite("fit", value, i):
             break
         flow, opt_state = new_flow, new_state
         history["train"].append(value)

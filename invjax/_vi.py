@@ -8,17 +8,14 @@ flat in depth in this direction too.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Callable
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
 
-from ._fit import _progress
+from ._fit import _default_optimizer, _make_step, _non_finite, _progress, _trainable
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -94,15 +91,9 @@ def fit_vi(
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
-    optimizer = optimizer or optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
-    params = lambda f: eqx.filter(f, eqx.is_inexact_array)
-    opt_state = optimizer.init(params(flow))
-
-    @eqx.filter_jit
-    def step(flow, opt_state, key, y):
-        value, grads = eqx.filter_value_and_grad(reverse_kl)(flow, key, log_target, shape, batch_size, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params(flow))
-        return eqx.apply_updates(flow, updates), opt_state, value
+    optimizer = optimizer or _default_optimizer()
+    opt_state = optimizer.init(_trainable(flow))
+    step = _make_step(lambda f, key, y: reverse_kl(f, key, log_target, shape, batch_size, y), optimizer)
 
     history = {"train": []}
     bar = _progress(range(steps), progress, total=steps, initial=0, desc="fit_vi")
@@ -113,9 +104,7 @@ def fit_vi(
             y = observations[np.asarray(jr.randint(pick, (batch_size,), 0, observations.shape[0]))]
         new_flow, new_state, value = step(flow, opt_state, draw, y)
         value = float(value)
-        if not math.isfinite(value):
-            warnings.warn(f"fit_vi: the loss became {value} at step {i}; stopping with the last finite-loss flow.",
-                          RuntimeWarning, stacklevel=2)
+        if _non_finite("fit_vi", value, i):
             break
         flow, opt_state = new_flow, new_state
         history["train"].append(value)
