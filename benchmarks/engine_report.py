@@ -83,13 +83,13 @@ def main():
     print(f"{'depth':>6} {'invertible':>11} {'autodiff':>9}")
     for depth in args.depths:
         flow = make(depth)
-        inv, ad = temp_mb(flow, x), temp_mb(ij.with_backprop(flow, "autodiff"), x)
+        inv, ad = temp_mb(flow, x), temp_mb(ij.with_backprop(flow, ij.Autodiff()), x)
         print(f"{depth:>6} {inv:>11.2f} {ad:>9.2f}")
 
     flow = make(args.time_depth)
     loss = lambda f: -jnp.mean(f.log_prob(x))
     g_inv = eqx.filter_jit(eqx.filter_grad(loss))(flow)
-    g_ad = eqx.filter_jit(eqx.filter_grad(loss))(ij.with_backprop(flow, "autodiff"))
+    g_ad = eqx.filter_jit(eqx.filter_grad(loss))(ij.with_backprop(flow, ij.Autodiff()))
     a = jnp.concatenate([jnp.ravel(v) for v in jax.tree.leaves(g_inv)])
     b = jnp.concatenate([jnp.ravel(v) for v in jax.tree.leaves(g_ad)])
     print(f"gradient relative error vs autodiff (float32, depth {args.time_depth}): "
@@ -102,7 +102,7 @@ def main():
           f"{float(jnp.linalg.norm(x_back - x) / jnp.linalg.norm(x)):.2e}, {float(jnp.max(jnp.abs(x_back - x))):.2e}")
 
     t_inv = step_seconds(flow, x, args.steps)
-    t_ad = step_seconds(ij.with_backprop(flow, "autodiff"), x, args.steps)
+    t_ad = step_seconds(ij.with_backprop(flow, ij.Autodiff()), x, args.steps)
     print(f"step time at depth {args.time_depth} (median of {args.steps}): invertible {t_inv*1e3:.1f} ms, "
           f"autodiff {t_ad*1e3:.1f} ms, ratio {t_inv / t_ad:.2f}")
 

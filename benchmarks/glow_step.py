@@ -7,7 +7,7 @@
 Prints one JSON line. ``--impl``:
 
 - ``invjax``: ``ij.nets.Glow`` with the invertible backward (the default);
-- ``autodiff``: the same flow under ``ij.with_backprop(flow, "autodiff")``;
+- ``autodiff``: the same flow under ``ij.with_backprop(flow, ij.Autodiff())``;
 - ``normflows``: PyTorch normflows' ``MultiscaleFlow`` of ``GlowBlock``s with the same
   architecture (levels, depth per level, hidden channels, 3x3-1x1-3x3 conditioners,
   LU 1x1 convolutions, ActNorm, channel split, half of the channels factored out per level).
@@ -88,7 +88,7 @@ def run_jax(args):
 
     flow = ij.nets.Glow(3, args.levels, args.depth, args.hidden, key=jr.key(0))
     if args.impl == "autodiff":
-        flow = ij.with_backprop(flow, "autodiff")
+        flow = ij.with_backprop(flow, ij.Autodiff())
     x = jr.uniform(jr.key(1), (args.batch, 3, args.size, args.size))
     params, static = eqx.partition(flow, eqx.is_inexact_array)
     optimizer = optax.adam(1e-4)

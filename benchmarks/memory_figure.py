@@ -29,7 +29,7 @@ def main(depths, path=OUT):
     rows = []
     for depth in depths:
         flow = perturb(ij.nets.Glow(3, 3, depth, 32, key=jr.key(1)), jr.key(2), 0.01)
-        rows.append((depth, temp_mb(flow, x), temp_mb(ij.with_backprop(flow, "autodiff"), x)))
+        rows.append((depth, temp_mb(flow, x), temp_mb(ij.with_backprop(flow, ij.Autodiff()), x)))
         print(f"depth {depth:>4}: invertible {rows[-1][1]:.2f} MiB, autodiff {rows[-1][2]:.2f} MiB", flush=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([r[0] for r in rows], [r[2] for r in rows], "o-", label="plain autodiff")

@@ -6,7 +6,7 @@ agreement with autodiff, float32 reconstruction drift at depth 64.
 Memory is XLA's compiled temporary size of a gradient step (what the step needs beyond
 its inputs and outputs), for maximum likelihood (``log_prob``) and for a reverse-KL-style
 loss of ``sample_and_log_prob``; invertible backward vs the same flow under
-``ij.with_backprop(flow, "autodiff")``. Every parameter is perturbed by 0.01-scale noise
+``ij.with_backprop(flow, ij.Autodiff())``. Every parameter is perturbed by 0.01-scale noise
 so that no layer is the identity. Float32 throughout.
 """
 
@@ -28,19 +28,19 @@ K = jr.key(0)
 # name: (depth -> flow, x shape, cond shape or None)
 NETWORKS = {
     "RealNVP (D=16)": (lambda d: ij.nets.RealNVP(16, d, 64, key=K), (64, 16), None),
-    "ConditionalRealNVP (D=16, K=4)": (lambda d: ij.nets.ConditionalRealNVP(16, 4, d, 64, key=K), (64, 16), (64, 4)),
+    "RealNVP, conditional (D=16, K=4)": (lambda d: ij.nets.RealNVP(16, d, 64, cond_channels=4, key=K), (64, 16), (64, 4)),
     "Glow (3 levels, 1x32x32)": (lambda d: ij.nets.Glow(1, 3, d, 16, key=K), (4, 1, 32, 32), None),
-    "ConditionalGlow (2 levels, map cond)": (
-        lambda d: ij.nets.ConditionalGlow(1, 1, 2, d, 16, key=K, cond_spatial=True), (4, 1, 32, 32), (4, 1, 32, 32)),
+    "Glow, conditional (2 levels, map cond)": (
+        lambda d: ij.nets.Glow(1, 2, d, 16, cond_channels=1, cond_spatial=True, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
     "HINT (4x32x32)": (lambda d: ij.nets.HINT(4, d, 16, key=K), (4, 4, 32, 32), None),
     "MultiscaleHINT (3 levels, 1x32x32)": (lambda d: ij.nets.MultiscaleHINT(1, 3, d, 16, key=K), (4, 1, 32, 32), None),
     "MultiscaleHINT 3D (2 levels, 1x16^3)": (
         lambda d: ij.nets.MultiscaleHINT(1, 2, d, 8, key=K, spatial_dims=3), (2, 1, 16, 16, 16), None),
     "Hyperbolic (2 levels, 1x32x32)": (lambda d: ij.nets.Hyperbolic(1, 2, d, 16, key=K), (4, 1, 32, 32), None),
     "ConditionalHINT (x, y: 2x32x32)": (
-        lambda d: ij.nets.ConditionalHINT(2, 2, d, 16, key=K), (4, 2, 32, 32), (4, 2, 32, 32)),
+        lambda d: ij.nets.ConditionalHINT(2, d, 16, cond_channels=2, key=K), (4, 2, 32, 32), (4, 2, 32, 32)),
     "MultiscaleConditionalHINT (2 levels)": (
-        lambda d: ij.nets.MultiscaleConditionalHINT(1, 1, 2, d, 16, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
+        lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 16, cond_channels=1, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
 }
 
 
@@ -77,11 +77,11 @@ def measure(build, x_shape, cond_shape, depths, grad_depth):
         flow = make(d)
         for label, step in (("ml", ml_grad), ("kl", kl_grad)):
             row[f"{label}{d}"] = (temp_mib(step, flow, x, cond),
-                                  temp_mib(step, ij.with_backprop(flow, "autodiff"), x, cond))
+                                  temp_mib(step, ij.with_backprop(flow, ij.Autodiff()), x, cond))
     flow = make(grad_depth)
     for label, step in (("ml", ml_grad), ("kl", kl_grad)):
         inv = eqx.filter_jit(step)(flow, x, cond)
-        ad = eqx.filter_jit(step)(ij.with_backprop(flow, "autodiff"), x, cond)
+        ad = eqx.filter_jit(step)(ij.with_backprop(flow, ij.Autodiff()), x, cond)
         row[f"err_{label}"] = rel_err(inv, ad)
     deep = make(64)
     z, _ = eqx.filter_jit(lambda f: f.forward(x, cond))(deep)

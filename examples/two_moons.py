@@ -25,7 +25,7 @@ def main(steps: int, path=OUT / "two_moons.png"):
     data, _ = make_moons(6000, noise=0.06, random_state=0)
     data = jnp.asarray((data - data.mean(0)) / data.std(0), jnp.float32)
     train, test = data[:5000], data[5000:]
-    flow = ij.nets.RealNVP(dim=2, depth=8, hidden=64, key=jr.key(0))
+    flow = ij.nets.RealNVP(in_channels=2, depth=8, hidden=64, key=jr.key(0))
     flow, history = ij.fit(flow, train, key=jr.key(1), steps=steps, batch_size=256,
                            optimizer=optax.adam(2e-3), validation=0.1, eval_every=250)
     nll = float(-jnp.mean(flow.log_prob(test)))

@@ -5,8 +5,10 @@ inverses instead of storing them, so a training step's memory does not grow with
 """
 
 from . import layers, nets
+from ._backprop import AbstractBackprop, Autodiff, Invertible
+from ._distributions import AbstractDistribution, DiagonalNormal, StandardNormal
 from ._fit import fit, negative_log_likelihood
-from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
+from ._flow import AbstractFlow, with_backprop
 from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
@@ -15,18 +17,23 @@ from ._vi import fit_vi, reverse_kl
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbstractBackprop",
+    "AbstractDistribution",
     "AbstractFlow",
     "AbstractLayer",
+    "Autodiff",
+    "DiagonalNormal",
+    "Invertible",
+    "StandardNormal",
     "fit",
     "fit_vi",
+    "layers",
     "load",
     "load_metadata",
     "negative_log_likelihood",
-    "save",
-    "layers",
     "nets",
     "reconstruction_error",
     "reverse_kl",
-    "standard_normal_log_prob",
+    "save",
     "with_backprop",
 ]

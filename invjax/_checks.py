@@ -83,9 +83,23 @@ def check_spatial(name: str, x, min_dims: int = 1, what: str = "x") -> None:
         )
 
 
-def check_cond(name: str, cond, batch: int, expected: bool) -> None:
-    """A conditional network needs ``cond`` with the input's batch; others refuse one."""
-    if not expected:
+def check_spatial_dims(name: str, spatial_dims, allowed: tuple[int, ...], hint: str = "") -> int:
+    """A constructor's ``spatial_dims`` is one of ``allowed`` (0 vectors, 1 signals, 2 images, 3 volumes)."""
+    if not isinstance(spatial_dims, int) or spatial_dims not in allowed:
+        raise ValueError(f"{name}: spatial_dims must be one of {allowed}, got {spatial_dims!r}.{hint}")
+    return spatial_dims
+
+
+def check_cond(name: str, cond, x, cond_channels: int | None, cond_spatial: bool = False) -> None:
+    """The condition of a flow, described the same way by every network.
+
+    Args:
+        cond_channels: ``K``; 0 for an unconditional flow (``cond`` must be ``None``);
+            ``None`` for any condition with the input's batch size (``Flow`` of custom layers).
+        cond_spatial: ``False`` for a vector condition ``(B, K)``; ``True`` for a feature
+            map ``(B, K, *spatial)`` with the spatial sizes of ``x``.
+    """
+    if cond_channels == 0:
         if cond is not None:
             raise ValueError(
                 f"{name} is unconditional but was given cond of shape {tuple(jnp.shape(cond))}; "
@@ -95,8 +109,19 @@ def check_cond(name: str, cond, batch: int, expected: bool) -> None:
     if cond is None:
         raise ValueError(f"{name} is conditional: cond is required, got None.")
     check_array(name, cond, "cond")
+    batch = x.shape[0]
     if cond.shape[0] != batch:
         raise ValueError(
             f"{name}: cond must have the batch size of the input ({batch}); "
             f"got cond of shape {tuple(cond.shape)}."
+        )
+    if cond_channels is None:
+        return
+    if not cond_spatial:
+        check_layout(name, cond, cond_channels, 0, what="cond")
+    elif cond.ndim != x.ndim or cond.shape[1] != cond_channels or cond.shape[2:] != x.shape[2:]:
+        expected = ", ".join(map(str, (cond_channels, *x.shape[2:])))
+        raise ValueError(
+            f"{name}: expected cond of shape (B, {expected}) (a feature map with the spatial sizes of x); "
+            f"got shape {tuple(cond.shape)}."
         )

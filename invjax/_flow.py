@@ -1,136 +1,193 @@
-"""Networks: an invertible body plus a standard normal base, differentiated by the engine."""
+"""Flows: an invertible map plus a base distribution.
 
-from __future__ import annotations
+:class:`AbstractFlow` is what every flow offers (``forward``, ``inverse``, ``log_prob``,
+``sample``, ...). :class:`AbstractNetwork` is a flow whose map is one invjax layer (its
+``body``), differentiated by a :mod:`backprop <invjax._backprop>` value and checked
+against the layout it declares; every network in :mod:`invjax.nets` is one, and
+:class:`Flow` turns any custom assembly of layers into one.
+"""
 
-import copy
-import math
+
+import abc
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import _engine
-from ._checks import check_array, check_cond
+from ._backprop import AbstractBackprop, Invertible, check_backprop
+from ._checks import check_array, check_cond, check_layout
+from ._distributions import AbstractDistribution, StandardNormal, check_base
 from ._layer import AbstractLayer
+from ._strict import AbstractStrictModule
 
 
-def standard_normal_log_prob(z: Float[Array, "B ..."]) -> Float[Array, " B"]:
-    """Log density of a standard normal, summed over all but the batch axis."""
-    flat = z.reshape(z.shape[0], -1)
-    return -0.5 * jnp.sum(flat**2, axis=1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
-
-
-class AbstractFlow(eqx.Module):
-    """A normalizing flow: an invertible ``body`` and a standard normal latent.
+class AbstractFlow(AbstractStrictModule):
+    """A normalizing flow: an invertible map ``x -> z`` and a base distribution of ``z``.
 
     Every method takes a batch; ``cond`` is the last argument and is ``None`` for an
     unconditional flow. Gradients of anything computed by these methods (``jax.grad``,
     ``eqx.filter_grad``) go through the invertible backward unless the flow was made with
-    :func:`invjax.with_backprop` ``(flow, "autodiff")``.
+    ``backprop=ij.Autodiff()`` (or switched by :func:`invjax.with_backprop`).
 
-    Note:
-        The invertible backward is a ``jax.custom_vjp``: reverse mode only. For
-        ``jax.jvp`` / ``jax.jacfwd`` use ``with_backprop(flow, "autodiff")``.
+    Subclasses implement ``forward``, ``inverse_and_log_det`` and ``initialize``, and hold
+    a ``base``; the rest follows from those.
     """
 
-    body: eqx.AbstractVar[AbstractLayer]
-    backprop: eqx.AbstractVar[str]
+    base: eqx.AbstractVar[AbstractDistribution]
 
-    def _check_input(self, x, cond) -> None:
-        """Trace-time validation of ``x`` (or ``z``) and ``cond``; networks refine it."""
-        check_array(type(self).__name__, x)
-        check_cond(type(self).__name__, cond, x.shape[0], expected=False)
-
+    @abc.abstractmethod
     def forward(self, x: Float[Array, "B ..."], cond=None) -> tuple[Array, Float[Array, " B"]]:
         """``(z, logdet)``: the latent (shape of ``x``) and ``log|det dz/dx|`` per sample."""
-        self._check_input(x, cond)
-        return _engine.forward(self.body, x, cond, self.backprop)
 
+    @abc.abstractmethod
     def inverse_and_log_det(self, z: Float[Array, "B ..."], cond=None) -> tuple[Array, Float[Array, " B"]]:
         """``(x, log|det dx/dz|)``, the inverse map and its log-determinant."""
-        self._check_input(z, cond)
-        return _engine.inverse_and_log_det(self.body, z, cond, self.backprop)
+
+    @abc.abstractmethod
+    def initialize(self, x: Float[Array, "B ..."], cond=None) -> "AbstractFlow":
+        """Data-dependent initialisation (ActNorm) on a batch; returns a new flow.
+
+        A pure function: ``flow = flow.initialize(x_first_batch)``.
+        """
 
     def inverse(self, z: Float[Array, "B ..."], cond=None) -> Float[Array, "B ..."]:
         """``x`` such that ``forward(x)[0] == z``."""
         return self.inverse_and_log_det(z, cond)[0]
 
     def log_prob(self, x: Float[Array, "B ..."], cond=None) -> Float[Array, " B"]:
-        """``log p(x) = log N(z; 0, I) + logdet``, per sample."""
+        """``log p(x) = base.log_prob(z) + logdet``, per sample."""
         z, logdet = self.forward(x, cond)
-        return standard_normal_log_prob(z) + logdet
+        return self.base.log_prob(z) + logdet
 
     def sample(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None) -> Array:
-        """Draw ``x = inverse(z)``, ``z ~ N(0, I)`` of ``shape`` (batch first)."""
-        return self.inverse(jr.normal(key, tuple(shape), self.dtype), cond)
+        """Draw ``x = inverse(z)``, ``z ~ base`` of ``shape`` (batch first)."""
+        return self.inverse(self.base.sample(key, tuple(shape), self.dtype), cond)
 
     def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None):
-        """``(x, log q(x))`` from one inverse pass: ``log q = log N(z) - log|det dx/dz|``."""
-        z = jr.normal(key, tuple(shape), self.dtype)
+        """``(x, log q(x))`` from one inverse pass: ``log q = base.log_prob(z) - log|det dx/dz|``."""
+        z = self.base.sample(key, tuple(shape), self.dtype)
         x, logdet = self.inverse_and_log_det(z, cond)
-        return x, standard_normal_log_prob(z) - logdet
-
-    def initialize(self, x: Float[Array, "B ..."], cond=None) -> AbstractFlow:
-        """Data-dependent initialisation (ActNorm) on a batch; returns a new flow.
-
-        A pure function: ``flow = flow.initialize(x_first_batch)``.
-        """
-        self._check_input(x, cond)
-        body, _ = self.body.initialize(x, cond)
-        return eqx.tree_at(lambda f: f.body, self, body)
+        return x, self.base.log_prob(z) - logdet
 
     @property
     def dtype(self):
         """The floating dtype of the parameters (that of samples)."""
-        leaves = jax.tree.leaves(eqx.filter(self.body, eqx.is_inexact_array))
+        leaves = jax.tree.leaves(eqx.filter(self, eqx.is_inexact_array))
         return leaves[0].dtype if leaves else jnp.zeros(()).dtype
 
 
-class Flow(AbstractFlow):
+class AbstractNetwork(AbstractFlow):
+    """A flow whose map is one invjax layer, ``body``, run by ``backprop``.
+
+    Subclasses build ``body`` and declare the inputs they accept, which every method
+    checks at trace time (a ``ValueError`` naming what was expected and what was given):
+
+    - ``in_channels``: ``C``, axis 1 of ``x`` (``None``: not checked);
+    - ``spatial_dims``: 0 for vectors ``(B, C)``, 1, 2 or 3 (``None``: any);
+    - ``divisible_by``: every spatial size must be a multiple of it (``2**levels``);
+    - ``cond_channels`` and ``cond_spatial``: the condition, the same way for every
+      network (see :func:`invjax._checks.check_cond`).
+    """
+
+    body: eqx.AbstractVar[AbstractLayer]
+    backprop: eqx.AbstractVar[AbstractBackprop]
+    in_channels: eqx.AbstractVar[int | None]
+    spatial_dims: eqx.AbstractVar[int | None]
+    divisible_by: eqx.AbstractVar[int]
+    cond_channels: eqx.AbstractVar[int | None]
+    cond_spatial: eqx.AbstractVar[bool]
+
+    def _check_input(self, x, cond) -> None:
+        name = type(self).__name__
+        if self.in_channels is None:
+            check_array(name, x)
+        else:
+            allowed = (0, 1, 2, 3) if self.spatial_dims is None else self.spatial_dims
+            check_layout(name, x, self.in_channels, allowed, divisible_by=self.divisible_by)
+        check_cond(name, cond, x, self.cond_channels, self.cond_spatial)
+
+    def forward(self, x, cond=None):
+        self._check_input(x, cond)
+        return self.backprop.forward(self.body, x, cond)
+
+    def inverse_and_log_det(self, z, cond=None):
+        self._check_input(z, cond)
+        return self.backprop.inverse_and_log_det(self.body, z, cond)
+
+    def initialize(self, x, cond=None):
+        self._check_input(x, cond)
+        body, _ = self.body.initialize(x, cond)
+        return eqx.tree_at(lambda f: f.body, self, body)
+
+
+def check_flow_options(name: str, base, backprop):
+    """The options every network takes: ``(base, backprop)``, checked."""
+    return check_base(name, base), check_backprop(name, backprop)
+
+
+class Flow(AbstractNetwork):
     """Turn any invjax layer (a custom assembly of layers) into a flow.
 
     Args:
         body: an :class:`invjax.layers.AbstractLayer`, e.g. a ``Chain`` of ``Stack``\\ s.
-        conditional: whether ``cond`` is required (``True``) or refused (``False``).
-        backprop: ``"invertible"`` (default) or ``"autodiff"``.
+        conditional: whether ``cond`` is required (``True``: any array with the input's
+            batch size) or refused (``False``).
+        base: the base distribution (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
     Example:
         >>> import jax, invjax as ij
         >>> k1, k2 = jax.random.split(jax.random.key(0))
-        >>> body = ij.layers.Chain([ij.layers.ActNorm(4), ij.layers.AffineCoupling(4, 16, 0, key=k1)])
+        >>> body = ij.layers.Chain([ij.layers.ActNorm(4), ij.layers.AffineCoupling(4, 16, spatial_dims=0, key=k1)])
         >>> flow = ij.nets.Flow(body)
         >>> flow.log_prob(jax.random.normal(k2, (8, 4))).shape
         (8,)
     """
 
     body: AbstractLayer
+    base: AbstractDistribution
+    backprop: AbstractBackprop
     conditional: bool = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
 
-    def __init__(self, body: AbstractLayer, *, conditional: bool = False, backprop: str = "invertible"):
+    def __init__(self, body: AbstractLayer, *, conditional: bool = False, base=StandardNormal(),
+                 backprop=Invertible()):
         if not isinstance(body, AbstractLayer):
             raise ValueError(f"Flow needs an invjax layer as body, got {type(body).__name__}.")
         self.body = body
-        self.conditional = conditional
-        self.backprop = _engine.check_mode(backprop)
+        self.conditional = bool(conditional)
+        self.base, self.backprop = check_flow_options("Flow", base, backprop)
 
-    def _check_input(self, x, cond):
-        check_array("Flow", x)
-        check_cond("Flow", cond, x.shape[0], expected=self.conditional)
+    @property
+    def in_channels(self) -> None:
+        return None
+
+    @property
+    def spatial_dims(self) -> None:
+        return None
+
+    @property
+    def divisible_by(self) -> int:
+        return 1
+
+    @property
+    def cond_spatial(self) -> bool:
+        return False
+
+    @property
+    def cond_channels(self):
+        return None if self.conditional else 0
 
 
-def with_backprop(flow: AbstractFlow, backprop: str) -> AbstractFlow:
-    """The same flow (same parameters), differentiated by ``backprop``.
+def with_backprop(model: AbstractFlow, backprop: AbstractBackprop) -> "AbstractFlow":
+    """The same flow (same parameters, same pytree structure), differentiated by ``backprop``.
 
-    ``"invertible"`` reconstructs activations in the backward (constant memory in depth);
-    ``"autodiff"`` is plain JAX autodiff, which stores them, and supports forward mode
-    (``jax.jvp``, ``jax.jacfwd``). Useful to check gradients and in benchmarks.
+    Every flow inside ``model`` switches (a ``Summarized`` model's flow too). Because the
+    choice is a leaf, not a static field, an optax state made for one choice works with the
+    other. Example: ``ij.with_backprop(flow, ij.Autodiff())`` for ``jax.jvp`` or to check
+    gradients.
     """
-    _engine.check_mode(backprop)
-    if not isinstance(flow, AbstractFlow):
-        raise ValueError(f"with_backprop takes an invjax flow, got {type(flow).__name__}.")
-    new = copy.copy(flow)
-    object.__setattr__(new, "backprop", backprop)  # a static field: not a pytree leaf
-    return new
+    check_backprop("with_backprop", backprop)
+    if not isinstance(model, AbstractFlow):
+        raise ValueError(f"with_backprop takes an invjax flow (or Summarized model), got {type(model).__name__}.")
+    return jax.tree.map(lambda leaf: backprop if isinstance(leaf, AbstractBackprop) else leaf, model)

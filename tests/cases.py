@@ -17,8 +17,12 @@ def _flow(layer, conditional=False):
     return ij.nets.Flow(layer, conditional=conditional)
 
 
+def _double(cond):
+    return 2.0 * cond
+
+
 def _stack(key):
-    step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, 0, key=k)])
+    step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, spatial_dims=0, key=k)])
     return _flow(L.Stack(step, 3, key=key))
 
 
@@ -29,74 +33,94 @@ CASES = {
     "conv1x1_lu_volume": (lambda k: _flow(L.Conv1x1LU(3, key=k)), (2, 3, 2, 2, 2)),
     "conv1x1_lu_vector": (lambda k: _flow(L.Conv1x1LU(4, key=k)), (3, 4)),
     "permute_vector": (lambda k: _flow(L.Permute(5, key=k)), (3, 5)),
-    "affine_coupling_vector": (lambda k: _flow(L.AffineCoupling(4, 8, 0, key=k)), (3, 4)),
-    "affine_coupling_image": (lambda k: _flow(L.AffineCoupling(3, 4, 2, key=k)), (2, 3, 4, 4)),
-    "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, 3, key=k)), (2, 2, 2, 2, 2)),
-    "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, 2, key=k)), (2, 4, 2, 2)),
+    "affine_coupling_vector": (lambda k: _flow(L.AffineCoupling(4, 8, spatial_dims=0, key=k)), (3, 4)),
+    "affine_coupling_image": (lambda k: _flow(L.AffineCoupling(3, 4, key=k)), (2, 3, 4, 4)),
+    "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, spatial_dims=3, key=k)), (2, 2, 2, 2, 2)),
+    "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, key=k)), (2, 4, 2, 2)),
     "squeeze_image": (lambda k: _flow(L.Squeeze()), (2, 1, 4, 4)),
     "squeeze_volume": (lambda k: _flow(L.Squeeze()), (2, 1, 2, 2, 4)),
     "haar_image": (lambda k: _flow(L.HaarSqueeze()), (2, 2, 2, 4)),
     "haar_volume": (lambda k: _flow(L.HaarSqueeze()), (2, 1, 2, 2, 2)),
     "unsqueeze_image": (lambda k: _flow(L.Invert(L.Squeeze())), (2, 4, 2, 2)),
     "stack_vector": (_stack, (3, 4)),
-    "factor_out_image": (lambda k: _flow(L.FactorOut(L.AffineCoupling(2, 4, 2, key=k), 2)), (2, 4, 2, 2)),
+    "inverted_actnorm_image": (lambda k: _flow(L.Invert(L.ActNorm(2))), (2, 2, 2, 2)),
+    "conjugate_vector": (
+        lambda k: _flow(L.Conjugate(L.ActNorm(4), L.AffineCoupling(4, 8, spatial_dims=0, key=k))),
+        (3, 4),
+    ),
+    "map_cond_coupling_image": (
+        lambda k: _flow(L.MapCond(L.AffineCoupling(2, 4, key=k, cond_channels=3), _double), conditional=True),
+        (2, 2, 2, 2),
+        (2, 3),
+    ),
+    "factor_out_image": (lambda k: _flow(L.FactorOut(L.AffineCoupling(2, 4, key=k), 2)), (2, 4, 2, 2)),
     "realnvp": (lambda k: ij.nets.RealNVP(4, 3, 8, key=k), (3, 4)),
     "glow_image": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
     "glow_volume": (lambda k: ij.nets.Glow(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
     "glow_signal": (lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, spatial_dims=1), (2, 2, 8)),
     "glow_householder_haar": (
-        lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv="householder", squeeze="haar"),
+        lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv=L.Conv1x1, squeeze=L.HaarSqueeze),
         (2, 2, 4, 4),
     ),
     "conditional_affine_coupling_vector_cond": (
-        lambda k: _flow(L.AffineCoupling(2, 4, 2, key=k, cond_channels=3), conditional=True),
+        lambda k: _flow(L.AffineCoupling(2, 4, key=k, cond_channels=3), conditional=True),
         (2, 2, 4, 4),
         (2, 3),
     ),
     "conditional_additive_coupling_map_cond": (
-        lambda k: _flow(L.AdditiveCoupling(2, 4, 2, key=k, cond_channels=2), conditional=True),
+        lambda k: _flow(L.AdditiveCoupling(2, 4, key=k, cond_channels=2), conditional=True),
         (2, 2, 2, 2),
         (2, 2, 2, 2),
     ),
-    "conditional_realnvp": (lambda k: ij.nets.ConditionalRealNVP(4, 2, 3, 8, key=k), (3, 4), (3, 2)),
-    "conditional_glow_vector_cond": (lambda k: ij.nets.ConditionalGlow(1, 3, 2, 2, 4, key=k), (2, 1, 4, 4), (2, 3)),
+    "conditional_realnvp": (lambda k: ij.nets.RealNVP(4, 3, 8, cond_channels=2, key=k), (3, 4), (3, 2)),
+    "conditional_glow_vector_cond": (lambda k: ij.nets.Glow(1, 2, 2, 4, cond_channels=3, key=k), (2, 1, 4, 4), (2, 3)),
     "conditional_glow_volume_map_cond": (
-        lambda k: ij.nets.ConditionalGlow(1, 1, 1, 2, 4, key=k, spatial_dims=3, cond_spatial=True),
+        lambda k: ij.nets.Glow(1, 1, 2, 4, key=k, spatial_dims=3, cond_channels=1, cond_spatial=True),
         (2, 1, 2, 2, 2),
         (2, 1, 2, 2, 2),
     ),
-    "on_channels_middle_vector": (lambda k: _flow(L.OnChannels(L.AffineCoupling(2, 4, 0, key=k), 1, 3)), (3, 4)),
-    "hint_coupling_vector_lower": (lambda k: _flow(L.HINTCoupling(6, 8, 0, key=k, permute="lower")), (3, 6)),
-    "hint_coupling_image_both": (lambda k: _flow(L.HINTCoupling(8, 4, 2, key=k, permute="both")), (2, 8, 2, 2)),
+    "on_channels_middle_vector": (lambda k: _flow(L.OnChannels(L.AffineCoupling(2, 4, spatial_dims=0, key=k), 1, 3)), (3, 4)),
+    "hint_coupling_vector_lower": (lambda k: _flow(L.HINTCoupling(6, 8, spatial_dims=0, key=k, permute="lower")), (3, 6)),
+    "hint_coupling_image_both": (lambda k: _flow(L.HINTCoupling(8, 4, key=k, permute="both")), (2, 8, 2, 2)),
     "hint_coupling_volume_full_cond": (
-        lambda k: _flow(L.HINTCoupling(3, 4, 3, key=k, permute="full", cond_channels=2), conditional=True),
+        lambda k: _flow(L.HINTCoupling(3, 4, spatial_dims=3, key=k, permute="full", cond_channels=2), conditional=True),
         (2, 3, 2, 2, 2),
         (2, 2),
     ),
-    "hyperbolic_layer_vector": (lambda k: _flow(L.HyperbolicLayer(2, 6, key=k, spatial_dims=0)), (3, 4)),
-    "hyperbolic_layer_down_image": (lambda k: _flow(L.HyperbolicLayer(1, 4, key=k, action="down")), (2, 2, 4, 4)),
+    "hyperbolic_layer_vector": (lambda k: _flow(L.HyperbolicLayer(4, 6, key=k, spatial_dims=0)), (3, 4)),
+    "hyperbolic_layer_down_image": (lambda k: _flow(L.HyperbolicLayer(2, 4, key=k, action="down")), (2, 2, 4, 4)),
     "hyperbolic_layer_up_volume": (
-        lambda k: _flow(L.HyperbolicLayer(8, 4, key=k, spatial_dims=3, action="up")),
+        lambda k: _flow(L.HyperbolicLayer(16, 4, key=k, spatial_dims=3, action="up")),
         (2, 16, 1, 1, 1),
     ),
     "hint_vector": (lambda k: ij.nets.HINT(6, 2, 8, key=k, spatial_dims=0), (3, 6)),
+    "conditional_hint_net_vector_cond": (
+        lambda k: ij.nets.HINT(4, 2, 4, key=k, spatial_dims=0, cond_channels=2),
+        (3, 4),
+        (3, 2),
+    ),
+    "multiscale_hint_image_map_cond": (
+        lambda k: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=k, cond_channels=1, cond_spatial=True),
+        (2, 1, 4, 4),
+        (2, 1, 4, 4),
+    ),
     "multiscale_hint_image": (lambda k: ij.nets.MultiscaleHINT(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
     "multiscale_hint_volume": (lambda k: ij.nets.MultiscaleHINT(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
     "hyperbolic_image": (lambda k: ij.nets.Hyperbolic(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
     "hyperbolic_volume": (lambda k: ij.nets.Hyperbolic(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
     "conditional_hint_vector": (
-        lambda k: ij.nets.ConditionalHINT(2, 3, 2, 8, key=k, spatial_dims=0),
+        lambda k: ij.nets.ConditionalHINT(2, 2, 8, cond_channels=3, key=k, spatial_dims=0),
         (3, 2),
         (3, 3),
     ),
-    "conditional_hint_image": (lambda k: ij.nets.ConditionalHINT(2, 2, 1, 4, key=k), (2, 2, 2, 2), (2, 2, 2, 2)),
+    "conditional_hint_image": (lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k), (2, 2, 2, 2), (2, 2, 2, 2)),
     "multiscale_conditional_hint_image": (
-        lambda k: ij.nets.MultiscaleConditionalHINT(1, 1, 2, 2, 4, key=k),
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 2, 4, cond_channels=1, key=k),
         (2, 1, 4, 4),
         (2, 1, 4, 4),
     ),
     "multiscale_conditional_hint_volume": (
-        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 1, 4, key=k, spatial_dims=3),
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 1, 1, 4, cond_channels=2, key=k, spatial_dims=3),
         (2, 1, 2, 2, 2),
         (2, 2, 2, 2, 2),
     ),
@@ -109,15 +133,15 @@ _KEY = jr.key(0)
 # name: (depth -> flow, x shape, cond shape or None). Tiny shapes: the ratios are what count.
 NETWORKS = {
     "glow": (lambda d: ij.nets.Glow(1, 3, d, 8, key=_KEY), (2, 1, 16, 16), None),
-    "conditional_glow": (lambda d: ij.nets.ConditionalGlow(1, 3, 2, d, 8, key=_KEY), (2, 1, 8, 8), (2, 3)),
+    "conditional_glow": (lambda d: ij.nets.Glow(1, 2, d, 8, cond_channels=3, key=_KEY), (2, 1, 8, 8), (2, 3)),
     "realnvp": (lambda d: ij.nets.RealNVP(8, d, 16, key=_KEY), (4, 8), None),
-    "conditional_realnvp": (lambda d: ij.nets.ConditionalRealNVP(8, 2, d, 16, key=_KEY), (4, 8), (4, 2)),
+    "conditional_realnvp": (lambda d: ij.nets.RealNVP(8, d, 16, cond_channels=2, key=_KEY), (4, 8), (4, 2)),
     "hint": (lambda d: ij.nets.HINT(4, d, 8, key=_KEY), (2, 4, 8, 8), None),
     "multiscale_hint": (lambda d: ij.nets.MultiscaleHINT(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
     "hyperbolic": (lambda d: ij.nets.Hyperbolic(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
-    "conditional_hint": (lambda d: ij.nets.ConditionalHINT(2, 2, d, 8, key=_KEY), (2, 2, 8, 8), (2, 2, 8, 8)),
+    "conditional_hint": (lambda d: ij.nets.ConditionalHINT(2, d, 8, cond_channels=2, key=_KEY), (2, 2, 8, 8), (2, 2, 8, 8)),
     "multiscale_conditional_hint": (
-        lambda d: ij.nets.MultiscaleConditionalHINT(1, 1, 2, d, 8, key=_KEY),
+        lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 8, cond_channels=1, key=_KEY),
         (2, 1, 8, 8),
         (2, 1, 8, 8),
     ),

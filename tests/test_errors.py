@@ -10,11 +10,11 @@ from invjax import layers as L
 KEY = jr.key(0)
 GLOW = ij.nets.Glow(3, 2, 1, 4, key=KEY)
 REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
-CGLOW = ij.nets.ConditionalGlow(1, 2, 1, 1, 4, key=KEY, cond_spatial=True)
-CREALNVP = ij.nets.ConditionalRealNVP(4, 3, 1, 8, key=KEY)
+CGLOW = ij.nets.Glow(1, 1, 1, 4, cond_channels=2, key=KEY, cond_spatial=True)
+CREALNVP = ij.nets.RealNVP(4, 1, 8, cond_channels=3, key=KEY)
 X = jnp.zeros((2, 1, 4, 4))
-CHINT = ij.nets.ConditionalHINT(2, 3, 1, 4, key=KEY)
-MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 1, 2, 1, 4, key=KEY)
+CHINT = ij.nets.ConditionalHINT(2, 1, 4, cond_channels=3, key=KEY)
+MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=KEY)
 HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
 
 
@@ -35,15 +35,23 @@ HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
         (lambda: L.Squeeze().forward(jnp.zeros((2, 4))), r"\(B, C, H, W\)"),
         (lambda: L.HaarSqueeze().inverse(jnp.zeros((2, 3, 2, 2))), r"multiple of"),
         (lambda: L.ActNorm(3).forward(jnp.zeros((2, 4, 2, 2))), r"3 channels"),
-        (lambda: L.AffineCoupling(4, 8, 2, key=KEY).forward(jnp.zeros((2, 4))), r"\(B, 4, H, W\)"),
-        (lambda: L.AffineCoupling(1, 8, 2, key=KEY), r"at least 2 channels"),
-        (lambda: L.AffineCoupling(4, 8, 2, key=KEY, scale_range=(1.0, 2.0)), r"scale_range"),
+        (lambda: L.AffineCoupling(4, 8, key=KEY).forward(jnp.zeros((2, 4))), r"\(B, 4, H, W\)"),
+        (lambda: L.AffineCoupling(1, 8, key=KEY), r"at least 2 channels"),
+        (lambda: L.AffineCoupling(4, 8, key=KEY, scale_range=(1.0, 2.0)), r"scale_range"),
         (lambda: L.Stack(lambda k: L.ActNorm(2), 0, key=KEY), r"positive integer"),
         (lambda: L.Chain([]), r"at least one layer"),
         (lambda: L.Chain([jnp.zeros(2)]), r"invjax layers"),
-        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, spatial_dims=0), r"for vectors use RealNVP"),
-        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, conv="dense"), r"conv must be one of"),
-        (lambda: ij.with_backprop(GLOW, "checkpoint"), r"backprop must be one of"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, spatial_dims=0), r"For vectors use RealNVP"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, conv="lu"), r"conv must be an invjax layer class"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, squeeze=L.Squeeze()), r"squeeze must be an invjax layer class"),
+        (lambda: ij.nets.Glow(3, 2, 0, 4, key=KEY), r"depth must be integers >= 1, got depth=0"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, cond_channels=-1), r"cond_channels must be an integer >= 0"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, base=3), r"base must have log_prob"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=KEY, backprop="autodiff"), r"Use ij.Autodiff\(\)"),
+        (lambda: ij.with_backprop(GLOW, "checkpoint"), r"backprop must be ij.Invertible\(\) or ij.Autodiff\(\)"),
+        (lambda: ij.with_backprop(L.ActNorm(2), ij.Autodiff()), r"takes an invjax flow"),
+        (lambda: ij.DiagonalNormal((2,)).log_prob(jnp.zeros((3, 4))), r"expected samples of shape \(B, 2\)"),
+        (lambda: ij.DiagonalNormal(2), r"shape must be a tuple"),
         (lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2))), r"cond is required"),
         (
             lambda: ij.nets.Flow(L.ActNorm(2), conditional=True).forward(jnp.zeros((2, 2)), jnp.zeros((3, 1))),
@@ -55,40 +63,41 @@ HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
         (lambda: CREALNVP.log_prob(jnp.zeros((2, 4)), jnp.zeros((2, 2))), r"expected cond with 3 channels"),
         (lambda: CREALNVP.inverse(jnp.zeros((2, 4))), r"cond is required"),
         (
-            lambda: L.AffineCoupling(2, 4, 2, key=KEY, cond_channels=3).forward(X[:, :1].repeat(2, 1)),
+            lambda: L.AffineCoupling(2, 4, key=KEY, cond_channels=3).forward(X[:, :1].repeat(2, 1)),
             r"cond is required",
         ),
         (
-            lambda: L.AffineCoupling(2, 4, 2, key=KEY, cond_channels=3).forward(
+            lambda: L.AffineCoupling(2, 4, key=KEY, cond_channels=3).forward(
                 jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))
             ),
             r"expected cond of shape \(B, 3\) or \(B, 3, 4, 4\)",
         ),
-        (lambda: L.HINTCoupling(4, 8, 2, key=KEY, permute="upper"), r"permute must be one of"),
-        (lambda: L.HINTCoupling(1, 8, 2, key=KEY), r"at least 2 channels"),
-        (lambda: L.HINTCoupling(4, 8, 2, key=KEY).forward(jnp.zeros((2, 4, 2))), r"\(B, 4, H, W\)"),
-        (lambda: L.HyperbolicLayer(2, 4, key=KEY, action="left"), r"action must be one of"),
-        (lambda: L.HyperbolicLayer(2, 4, key=KEY, spatial_dims=0, action="down"), r"at least 1 to resample"),
-        (lambda: L.HyperbolicLayer(3, 4, key=KEY, action="up"), r"divisible by 4"),
-        (lambda: L.HyperbolicLayer(2, 4, key=KEY).forward(jnp.zeros((2, 3, 4, 4))), r"expected x with 4 channels"),
-        (lambda: L.HyperbolicLayer(2, 4, key=KEY, action="down").forward(jnp.zeros((2, 4, 3, 4))), r"odd"),
-        (lambda: L.HyperbolicLayer(2, 4, key=KEY).inverse(jnp.zeros((2, 4, 4))), r"expected y of shape"),
-        (lambda: L.AffineCoupling(4, 8, 2, key=KEY, split=4), r"1 <= split < channels"),
+        (lambda: L.HINTCoupling(4, 8, key=KEY, permute="upper"), r"permute must be one of"),
+        (lambda: L.HINTCoupling(1, 8, key=KEY), r"at least 2 channels"),
+        (lambda: L.HINTCoupling(4, 8, key=KEY).forward(jnp.zeros((2, 4, 2))), r"\(B, 4, H, W\)"),
+        (lambda: L.HyperbolicLayer(4, 4, key=KEY, action="left"), r"action must be one of"),
+        (lambda: L.HyperbolicLayer(4, 4, key=KEY, spatial_dims=0, action="down"), r"at least 1 to resample"),
+        (lambda: L.HyperbolicLayer(6, 4, key=KEY, action="up"), r"divisible by 4"),
+        (lambda: L.HyperbolicLayer(3, 4, key=KEY), r"must be even"),
+        (lambda: L.HyperbolicLayer(4, 4, key=KEY).forward(jnp.zeros((2, 3, 4, 4))), r"expected x with 4 channels"),
+        (lambda: L.HyperbolicLayer(4, 4, key=KEY, action="down").forward(jnp.zeros((2, 4, 3, 4))), r"odd"),
+        (lambda: L.HyperbolicLayer(4, 4, key=KEY).inverse(jnp.zeros((2, 4, 4))), r"expected y of shape"),
+        (lambda: L.AffineCoupling(4, 8, key=KEY, split=4), r"1 <= split < in_channels"),
         (lambda: L.OnChannels(L.ActNorm(2), 2, 2), r"start < stop"),
         (lambda: L.OnChannels(L.ActNorm(2), 2, 4).forward(jnp.zeros((2, 3))), r"at least 4 channels"),
         (lambda: L.Permute(3, permutation=[0, 0, 1]), r"must order 0..2"),
         (lambda: L.Permute(3), r"exactly one of"),
         (lambda: ij.nets.HINT(1, 2, 4, key=KEY), r"in_channels >= 2"),
         (lambda: ij.nets.HINT(4, 2, 4, key=KEY, spatial_dims=4), r"spatial_dims must be one of"),
-        (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY, squeeze="pool"), r"squeeze must be one of"),
+        (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY, squeeze="haar"), r"squeeze must be an invjax layer class"),
         (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY).forward(jnp.zeros((2, 1, 6, 8))), r"divisible by 4"),
-        (lambda: ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY, spatial_dims=0), r"spatial_dims must be 1, 2 or 3"),
+        (lambda: ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY, spatial_dims=0), r"spatial_dims must be one of \(1, 2, 3\)"),
         (lambda: HYPERBOLIC.forward(jnp.zeros((2, 2, 8, 8))), r"expected x with 1 channels"),
         (lambda: HYPERBOLIC.log_prob(jnp.zeros((2, 1, 8, 8)), jnp.zeros((2, 1))), r"unconditional"),
-        (lambda: ij.nets.ConditionalHINT(1, 3, 1, 4, key=KEY), r"in_channels and cond_channels >= 2"),
+        (lambda: ij.nets.ConditionalHINT(1, 1, 4, cond_channels=3, key=KEY), r"in_channels and cond_channels >= 2"),
         (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4))), r"cond is required"),
-        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 2, 4, 4))), r"expected cond with 3 channels"),
-        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))), r"spatial sizes of x"),
+        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 2, 4, 4))), r"expected cond of shape \(B, 3, 4, 4\)"),
+        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))), r"spatial sizes of x\); got shape \(2, 3, 2, 2\)"),
         (lambda: CHINT.sample(KEY, (2, 2, 4, 4), jnp.zeros((3, 3, 4, 4))), r"batch size of the input \(2\)"),
         (lambda: CHINT.forward_y(jnp.zeros((2, 3))), r"expected y of shape"),
         (lambda: MSCHINT.log_prob(jnp.zeros((2, 1, 6, 6)), jnp.zeros((2, 1, 6, 6))), r"divisible by 4"),

@@ -35,4 +35,4 @@ def test_float32_gradients_agree_with_autodiff():
     flow = cast(perturb(ij.nets.Glow(2, 2, 16, 8, key=jr.key(3)), jr.key(4), 0.01), jnp.float32)
     x = jr.normal(jr.key(5), (2, 2, 8, 8), jnp.float32)
     grad = eqx.filter_jit(eqx.filter_grad(lambda f, x: -jnp.mean(f.log_prob(x))))
-    assert rel_err(grad(flow, x), grad(ij.with_backprop(flow, "autodiff"), x)) < 1e-4
+    assert rel_err(grad(flow, x), grad(ij.with_backprop(flow, ij.Autodiff()), x)) < 1e-4

@@ -20,6 +20,7 @@ from cases import NETWORKS
 from helpers import cast, perturb, temp_bytes
 
 import invjax as ij
+from invjax.layers._lane import set_lanes
 
 
 def _build(name, depth):
@@ -39,7 +40,7 @@ def _inverse_step(flow, x, cond):
 
 
 def _y_lane_bytes(flow):
-    y_lane = ij.layers.set_lanes(flow.body, "x", active=False)
+    y_lane = set_lanes(flow.body, "x", active=False)
     return sum(a.nbytes for a in jax.tree.leaves(eqx.filter(y_lane, eqx.is_inexact_array)))
 
 
@@ -52,8 +53,8 @@ def test_temporary_memory_is_flat_in_depth(name, step):
     shallow, deep = _build(name, 4), _build(name, 32)
     invertible = temp_bytes(step, shallow, x, cond), temp_bytes(step, deep, x, cond)
     autodiff = (
-        temp_bytes(step, ij.with_backprop(shallow, "autodiff"), x, cond),
-        temp_bytes(step, ij.with_backprop(deep, "autodiff"), x, cond),
+        temp_bytes(step, ij.with_backprop(shallow, ij.Autodiff()), x, cond),
+        temp_bytes(step, ij.with_backprop(deep, ij.Autodiff()), x, cond),
     )
     extra = 0
     if step is _inverse_step and isinstance(deep, ij.nets.AbstractJointFlow):

@@ -65,7 +65,7 @@ def test_fit_warns_when_the_reconstruction_passes_the_tolerance():
 )
 def test_fit_rejects_bad_batches_naming_the_step(batches, match):
     conditional = isinstance(batches[0], tuple)
-    flow = ij.nets.ConditionalRealNVP(4, 2, depth=1, hidden=4, key=jr.key(0)) if conditional else _flow()
+    flow = ij.nets.RealNVP(4, depth=1, hidden=4, cond_channels=2, key=jr.key(0)) if conditional else _flow()
     with pytest.raises(ValueError, match=match):
         ij.fit(flow, iter(batches + batches), key=jr.key(0), steps=3, progress=False)
 

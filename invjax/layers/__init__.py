@@ -1,9 +1,9 @@
-"""Invertible layers. Every layer satisfies :class:`invjax.AbstractLayer`."""
+"""Invertible layers. Every layer satisfies :class:`invjax.layers.AbstractLayer`."""
 
-from .._layer import AbstractLayer
+from .._layer import AbstractBasicLayer, AbstractLayer
 from .actnorm import ActNorm
 from .chain import Chain
-from .composite import Composite
+from .composite import AbstractComposite
 from .conditioners import MLP, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
@@ -11,7 +11,6 @@ from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
 from .hint import HINTCoupling
 from .hyperbolic import HyperbolicLayer
 from .invert import Invert
-from .lane import Lane, set_lanes
 from .map_cond import MapCond
 from .on_channels import FactorOut, OnChannels
 from .permute import Permute
@@ -20,13 +19,14 @@ from .stack import Stack
 
 __all__ = [
     "MLP",
+    "AbstractBasicLayer",
+    "AbstractComposite",
     "AbstractCoupling",
     "AbstractLayer",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
     "Chain",
-    "Composite",
     "Conjugate",
     "Conv1x1",
     "Conv1x1LU",
@@ -35,12 +35,10 @@ __all__ = [
     "HaarSqueeze",
     "HyperbolicLayer",
     "Invert",
-    "Lane",
     "MapCond",
     "OnChannels",
     "Permute",
     "ResidualBlock",
     "Squeeze",
     "Stack",
-    "set_lanes",
 ]

@@ -29,39 +29,44 @@ class Chain(AbstractLayer):
                 raise ValueError(f"Chain takes invjax layers, got {type(layer).__name__}.")
         self.layers = layers
 
-    def forward(self, x, cond=None):
+    def _order(self, reverse: bool):
+        return reversed(range(len(self.layers))) if reverse else range(len(self.layers))
+
+    def _run(self, apply, v, reverse):
         total = 0.0
-        for layer in self.layers:
-            x, logdet = layer.forward(x, cond)
+        for i in self._order(reverse):
+            v, logdet = apply(self.layers[i], v)
             total = total + logdet
-        return x, total
+        return v, total
+
+    def forward(self, x, cond=None):
+        return self._run(lambda layer, v: layer.forward(v, cond), x, reverse=False)
 
     def inverse_and_log_det(self, y, cond=None):
-        total = 0.0
-        for layer in reversed(self.layers):
-            y, logdet = layer.inverse_and_log_det(y, cond)
-            total = total + logdet
-        return y, total
+        return self._run(lambda layer, v: layer.inverse_and_log_det(v, cond), y, reverse=True)
 
-    def _walk(self, order, method, value, dvalue, dlogdet, cond):
+    def _walk(self, pull, value, dvalue, reverse):
         # Every layer sees the same dlogdet: the total is the sum of the layers' terms.
         dlayers, dcond = [None] * len(self.layers), None
-        for i in order:
-            value, dvalue, dlayers[i], dc = getattr(self.layers[i], method)(value, dvalue, dlogdet, cond)
+        for i in self._order(reverse):
+            value, dvalue, dlayers[i], dc = pull(self.layers[i], value, dvalue)
             dcond = add_cotangents(dcond, dc)
         return value, dvalue, eqx.tree_at(lambda c: c.layers, self, tuple(dlayers)), dcond
 
     def backward(self, y, dy, dlogdet, cond=None):
-        order = reversed(range(len(self.layers)))
-        return self._walk(order, "backward", y, dy, dlogdet, cond)
+        return self._walk(lambda layer, v, dv: layer.backward(v, dv, dlogdet, cond), y, dy, reverse=True)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        order = range(len(self.layers))
-        return self._walk(order, "inverse_backward", x, dx, dlogdet, cond)
+        return self._walk(lambda layer, v, dv: layer.inverse_backward(v, dv, dlogdet, cond), x, dx, reverse=False)
+
+    def _initialized(self, init, v, reverse):
+        new = list(self.layers)
+        for i in self._order(reverse):
+            new[i], v = init(self.layers[i], v)
+        return Chain(new), v
 
     def initialize(self, x, cond=None):
-        new = []
-        for layer in self.layers:
-            layer, x = layer.initialize(x, cond)
-            new.append(layer)
-        return Chain(new), x
+        return self._initialized(lambda layer, v: layer.initialize(v, cond), x, reverse=False)
+
+    def initialize_inverse(self, y, cond=None):
+        return self._initialized(lambda layer, v: layer.initialize_inverse(v, cond), y, reverse=True)

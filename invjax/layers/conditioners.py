@@ -2,7 +2,7 @@
 
 A coupling ``vmap``s its conditioner over the batch; the conditioner itself sees one
 sample, as every Equinox module does. Their last layer starts at zero, so a new coupling
-is the identity map.
+is the identity map. Arguments follow Equinox's own (``eqx.nn.MLP``, ``eqx.nn.Conv``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
+from .._checks import check_spatial_dims
 from ._conv import conv_same, to_channels_first, to_channels_last
 
 
@@ -27,21 +28,23 @@ def _zero_last(module, get):
 
 
 class ResidualBlock(eqx.Module):
-    """3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv (zero-initialised), as in Glow and the seed.
+    """3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv (zero-initialised), as in Glow and
+    InvertibleNetworks.jl.
 
     Args:
         in_channels: channels in.
         out_channels: channels out.
         hidden: channels of the two hidden feature maps.
-        spatial_dims: 2 for images, 3 for volumes (1 for sequences).
         key: PRNG key.
+        spatial_dims: 1 for signals, 2 for images, 3 for volumes.
 
     Shapes (one sample): ``(in_channels, *spatial)`` -> ``(out_channels, *spatial)``.
     """
 
     convs: tuple[eqx.nn.Conv, eqx.nn.Conv, eqx.nn.Conv]
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, spatial_dims: int = 2, *, key):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, *, key, spatial_dims: int = 2):
+        check_spatial_dims("ResidualBlock", spatial_dims, (1, 2, 3))
         k1, k2, k3 = jr.split(key, 3)
         conv = lambda i, o, k, key: eqx.nn.Conv(spatial_dims, i, o, k, padding=k // 2, key=key)  # noqa: E731
         convs = (conv(in_channels, hidden, 3, k1), conv(hidden, hidden, 1, k2), conv(hidden, out_channels, 3, k3))
@@ -63,21 +66,21 @@ class MLP(eqx.Module):
     """A ReLU multilayer perceptron whose last layer starts at zero.
 
     Args:
-        in_features: size in.
-        out_features: size out.
-        hidden: width of the hidden layers.
-        layers: number of hidden layers.
+        in_size: size in.
+        out_size: size out.
+        width_size: width of the hidden layers.
+        depth: number of hidden layers.
         key: PRNG key.
 
-    Shapes (one sample): ``(in_features,)`` -> ``(out_features,)``.
+    Shapes (one sample): ``(in_size,)`` -> ``(out_size,)``.
     """
 
     mlp: eqx.nn.MLP
 
-    def __init__(self, in_features: int, out_features: int, hidden: int, layers: int = 2, *, key):
+    def __init__(self, in_size: int, out_size: int, width_size: int, depth: int = 2, *, key):
         # A named identity rather than Equinox's default lambda, so that ``ij.save`` can
         # store the structure.
-        mlp = eqx.nn.MLP(in_features, out_features, hidden, layers, activation=jax.nn.relu,
+        mlp = eqx.nn.MLP(in_size, out_size, width_size, depth, activation=jax.nn.relu,
                          final_activation=_identity, key=key)
         self.mlp = _zero_last(mlp, lambda m: m.layers[-1])
 
@@ -89,4 +92,4 @@ def default_conditioner(in_channels: int, out_channels: int, hidden: int, spatia
     """An :class:`MLP` for vectors (``spatial_dims=0``), a :class:`ResidualBlock` otherwise."""
     if spatial_dims == 0:
         return MLP(in_channels, out_channels, hidden, key=key)
-    return ResidualBlock(in_channels, out_channels, hidden, spatial_dims, key=key)
+    return ResidualBlock(in_channels, out_channels, hidden, spatial_dims=spatial_dims, key=key)

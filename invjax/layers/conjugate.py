@@ -44,7 +44,14 @@ class Conjugate(AbstractLayer):
     def inverse_backward(self, x, dx, dlogdet, cond=None):
         return self._fold(self._chain().inverse_backward(x, dx, dlogdet, cond))
 
+    # ``outer`` is initialised once, on the data it sees first in that direction; its
+    # second use is its inverse, which then undoes it exactly.
     def initialize(self, x, cond=None):
         outer, v = self.outer.initialize(x, cond)
         inner, v = self.inner.initialize(v, cond)
+        return Conjugate(outer, inner), outer.inverse(v, cond)
+
+    def initialize_inverse(self, y, cond=None):
+        outer, v = self.outer.initialize(y, cond)
+        inner, v = self.inner.initialize_inverse(v, cond)
         return Conjugate(outer, inner), outer.inverse(v, cond)

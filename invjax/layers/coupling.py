@@ -1,6 +1,5 @@
 """Affine and additive coupling layers (Dinh et al., 2017), with a fused backward."""
 
-from __future__ import annotations
 
 import abc
 import math
@@ -9,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_layout
+from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._util import split_channels
 from .conditioners import default_conditioner
@@ -29,7 +28,7 @@ class AbstractCoupling(AbstractLayer):
     """
 
     conditioner: eqx.AbstractVar[eqx.Module]
-    channels: eqx.AbstractVar[int]
+    in_channels: eqx.AbstractVar[int]
     spatial_dims: eqx.AbstractVar[int]
     cond_channels: eqx.AbstractVar[int]
     split: eqx.AbstractVar[int]
@@ -43,7 +42,7 @@ class AbstractCoupling(AbstractLayer):
         """``(x2, logdet of the inverse)``."""
 
     def _check(self, x):
-        check_layout(type(self).__name__, x, self.channels, self.spatial_dims)
+        check_layout(type(self).__name__, x, self.in_channels, self.spatial_dims)
 
     def _conditioner_out(self, x1, cond):
         return jax.vmap(self.conditioner)(_with_cond(type(self).__name__, x1, cond, self.cond_channels))
@@ -84,6 +83,14 @@ class AbstractCoupling(AbstractLayer):
     def inverse_backward(self, x, dx, dlogdet, cond=None):
         return self._fused(x, dx, dlogdet, cond, self._transform, self._inverse_transform)
 
+    # A new coupling is the identity map (zero-initialised conditioner output): nothing
+    # to fit to data.
+    def initialize(self, x, cond=None):
+        return self, self.forward(x, cond)[0]
+
+    def initialize_inverse(self, y, cond=None):
+        return self, self.inverse(y, cond)
+
 
 def _with_cond(name, x1, cond, cond_channels):
     """The conditioner's input: ``x1`` with the condition's channels appended.
@@ -105,15 +112,14 @@ def _with_cond(name, x1, cond, cond_channels):
     return jnp.concatenate([x1, cond.astype(x1.dtype)], axis=1)
 
 
-def _check_channels(name, channels, spatial_dims, split):
-    """Validate the hyper-parameters; returns the number of kept channels."""
-    if channels < 2:
-        raise ValueError(f"{name} needs at least 2 channels to split, got {channels}.")
-    if spatial_dims not in (0, 1, 2, 3):
-        raise ValueError(f"{name}: spatial_dims must be 0 (vectors), 1, 2 or 3, got {spatial_dims}.")
-    split = channels // 2 if split is None else split
-    if not 1 <= split < channels:
-        raise ValueError(f"{name}: split must satisfy 1 <= split < channels ({channels}), got {split}.")
+def check_split(name, in_channels, spatial_dims, split=None):
+    """Validate a coupling's sizes; returns the number of kept channels."""
+    if in_channels < 2:
+        raise ValueError(f"{name} needs at least 2 channels to split, got in_channels={in_channels}.")
+    check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
+    split = in_channels // 2 if split is None else split
+    if not 1 <= split < in_channels:
+        raise ValueError(f"{name}: split must satisfy 1 <= split < in_channels ({in_channels}), got {split}.")
     return split
 
 
@@ -126,11 +132,11 @@ class AffineCoupling(AbstractCoupling):
     InvertibleNetworks.jl's sigmoid scales do).
 
     Args:
-        channels: ``C`` (at least 2); the first ``C // 2`` condition the rest.
+        in_channels: ``C`` (at least 2); the first ``C // 2`` condition the rest.
         hidden: hidden width of the default conditioner.
-        spatial_dims: 0 for vectors ``(B, C)`` (MLP conditioner), 2 for images, 3 for
-            volumes (:class:`ResidualBlock` conditioner).
         key: PRNG key.
+        spatial_dims: 0 for vectors ``(B, C)`` (:class:`MLP` conditioner), 1 for signals,
+            2 for images (default), 3 for volumes (:class:`ResidualBlock` conditioner).
         conditioner: optional per-sample module mapping ``(C // 2 + K, *spatial)`` to
             ``(2 * (C - C // 2), *spatial)``; replaces the default.
         scale_range: ``(lo, hi)`` with ``0 < lo < 1 < hi``.
@@ -145,7 +151,7 @@ class AffineCoupling(AbstractCoupling):
     """
 
     conditioner: eqx.Module
-    channels: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     scale_range: tuple[float, float] = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
@@ -153,25 +159,25 @@ class AffineCoupling(AbstractCoupling):
 
     def __init__(
         self,
-        channels: int,
+        in_channels: int,
         hidden: int,
-        spatial_dims: int = 2,
         *,
         key,
+        spatial_dims: int = 2,
         conditioner: eqx.Module | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
         cond_channels: int = 0,
         split: int | None = None,
     ):
-        half = _check_channels("AffineCoupling", channels, spatial_dims, split)
+        half = check_split("AffineCoupling", in_channels, spatial_dims, split)
         lo, hi = scale_range
         if not 0 < lo < 1 < hi:
             raise ValueError(f"AffineCoupling: scale_range must satisfy 0 < lo < 1 < hi, got {scale_range}.")
-        self.channels, self.spatial_dims, self.scale_range = channels, spatial_dims, (float(lo), float(hi))
+        self.in_channels, self.spatial_dims, self.scale_range = in_channels, spatial_dims, (float(lo), float(hi))
         self.cond_channels, self.split = cond_channels, half
         if conditioner is None:
             conditioner = default_conditioner(
-                half + cond_channels, 2 * (channels - half), hidden, spatial_dims, key=key
+                half + cond_channels, 2 * (in_channels - half), hidden, spatial_dims, key=key
             )
         self.conditioner = conditioner
 
@@ -198,19 +204,19 @@ class AdditiveCoupling(AbstractCoupling):
     """
 
     conditioner: eqx.Module
-    channels: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
     split: int = eqx.field(static=True)
 
     def __init__(
-        self, channels: int, hidden: int, spatial_dims: int = 2, *, key, conditioner=None, cond_channels: int = 0,
+        self, in_channels: int, hidden: int, *, key, spatial_dims: int = 2, conditioner=None, cond_channels: int = 0,
         split: int | None = None,
     ):
-        half = _check_channels("AdditiveCoupling", channels, spatial_dims, split)
-        self.channels, self.spatial_dims, self.cond_channels, self.split = channels, spatial_dims, cond_channels, half
+        half = check_split("AdditiveCoupling", in_channels, spatial_dims, split)
+        self.in_channels, self.spatial_dims, self.cond_channels, self.split = in_channels, spatial_dims, cond_channels, half
         if conditioner is None:
-            conditioner = default_conditioner(half + cond_channels, channels - half, hidden, spatial_dims, key=key)
+            conditioner = default_conditioner(half + cond_channels, in_channels - half, hidden, spatial_dims, key=key)
         self.conditioner = conditioner
 
     def _transform(self, h, x2):

@@ -7,20 +7,27 @@ import jax.random as jr
 
 from .._layer import AbstractLayer
 from .chain import Chain
-from .composite import Composite
+from .composite import AbstractComposite
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1
-from .coupling import AffineCoupling
+from .coupling import AffineCoupling, check_split
 from .on_channels import OnChannels
 
 PERMUTES = ("none", "lower", "both", "full")
 
 
+def check_permute(name: str, permute) -> str:
+    if permute not in PERMUTES:
+        raise ValueError(f"{name}: permute must be one of {PERMUTES}, got {permute!r}.")
+    return permute
+
+
 def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, key) -> AbstractLayer:
+    """The recursion on ``channels`` channels."""
     k_perm, k_coupling, k_upper, k_lower = jr.split(key, 4)
     half = channels // 2
     recurse = channels > min_channels
-    # Recursive calls are unpermuted, as in the seed's package.
+    # Recursive calls are unpermuted, as in InvertibleNetworks.jl.
     sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, k)
     layers = []
     if permute == "lower":
@@ -28,7 +35,9 @@ def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, 
     if recurse:
         layers.append(OnChannels(sub(channels - half, k_lower), half, channels))
     # The lower half is coupled to the *input* upper half, so the upper recursion comes after.
-    layers.append(AffineCoupling(channels, hidden, spatial_dims, key=k_coupling, cond_channels=cond_channels))
+    layers.append(
+        AffineCoupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling, cond_channels=cond_channels)
+    )
     if recurse:
         layers.append(OnChannels(sub(half, k_upper), 0, half))
     body = Chain(layers)
@@ -39,7 +48,7 @@ def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, 
     return body
 
 
-class HINTCoupling(Composite):
+class HINTCoupling(AbstractComposite):
     """The hierarchical coupling of HINT: split, recurse on both halves, couple.
 
     For input halves ``(x_a, x_b)``: ``y_a = H(x_a)`` and
@@ -48,19 +57,19 @@ class HINTCoupling(Composite):
     :class:`AffineCoupling` of the lower half given the upper one. Every channel ends up
     conditioned on others at every scale of the channel hierarchy, which gives the Jacobian
     its recursive triangular structure. Every node of the recursion has its own
-    parameters (the seed's package shares one coupling per recursion level).
+    parameters (InvertibleNetworks.jl shares one coupling per recursion level).
 
     Args:
-        channels: ``C`` (at least 2).
+        in_channels: ``C`` (at least 2).
         hidden: hidden width of the couplings' conditioners.
-        spatial_dims: 0 (vectors), 1, 2 or 3.
         key: PRNG key.
-        permute: the seed's options. ``"none"``; ``"lower"``: a Householder 1x1
+        spatial_dims: 0 (vectors), 1, 2 (default) or 3.
+        permute: InvertibleNetworks.jl's options. ``"none"``; ``"lower"``: a Householder 1x1
             convolution of the lower half before the coupling; ``"full"``: one of all
             channels before it; ``"both"``: one of all channels before and its inverse
             after (the output stays in the input's channel frame).
         min_channels: halves are split again while they have more channels than this
-            (4 in the seed's package).
+            (4 in InvertibleNetworks.jl).
         cond_channels: ``K``; if positive every coupling also sees ``cond`` (as in
             :class:`AffineCoupling`).
 
@@ -68,28 +77,28 @@ class HINTCoupling(Composite):
     """
 
     body: AbstractLayer
-    channels: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    hidden: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     permute: str = eqx.field(static=True)
+    min_channels: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
 
     def __init__(
         self,
-        channels: int,
+        in_channels: int,
         hidden: int,
-        spatial_dims: int = 2,
         *,
         key,
+        spatial_dims: int = 2,
         permute: str = "none",
         min_channels: int = 4,
         cond_channels: int = 0,
     ):
-        if permute not in PERMUTES:
-            raise ValueError(f"HINTCoupling: permute must be one of {PERMUTES}, got {permute!r}.")
-        if channels < 2:
-            raise ValueError(f"HINTCoupling needs at least 2 channels to split, got {channels}.")
+        check_permute("HINTCoupling", permute)
+        check_split("HINTCoupling", in_channels, spatial_dims)
         if min_channels < 2:
             raise ValueError(f"HINTCoupling: min_channels must be at least 2, got {min_channels}.")
-        self.body = _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, key)
-        self.channels, self.spatial_dims, self.permute = channels, spatial_dims, permute
-        self.cond_channels = cond_channels
+        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, key)
+        self.in_channels, self.hidden, self.spatial_dims, self.permute = in_channels, hidden, spatial_dims, permute
+        self.min_channels, self.cond_channels = min_channels, cond_channels

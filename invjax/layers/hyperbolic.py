@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
 
-from .._checks import check_layout
+from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._conv import conv_same, to_channels_first, to_channels_last
 from ._util import batch_logdet
@@ -35,15 +35,16 @@ class HyperbolicLayer(AbstractLayer):
     evaluation of ``W^T act(W x + b)``, shared with the reconstruction.
 
     Args:
-        channels: channels of *each* state at the input (the input has ``2 * channels``).
-        hidden: channels of ``W x`` (the seed's ``n_hidden``).
+        in_channels: ``2c``, the channels of the input, which holds the two states of ``c``
+            channels each (so it must be even).
+        hidden: channels of ``W x`` (InvertibleNetworks.jl's ``n_hidden``).
         key: PRNG key.
-        spatial_dims: 0 (vectors), 1, 2 or 3. ``"down"``/``"up"`` need at least 1.
+        spatial_dims: 0 (vectors), 1, 2 (default) or 3. ``"down"``/``"up"`` need at least 1.
         action: ``"same"``, ``"down"`` (spatial sizes halve, channels times ``2**n``)
-            or ``"up"`` (the reverse; ``channels`` must be a multiple of ``2**n``).
+            or ``"up"`` (the reverse; ``c`` must be a multiple of ``2**n``).
         alpha: the step size.
         kernel_size: odd size of the convolution ``W``.
-        activation: ``act``; ReLU as in the seed's package.
+        activation: ``act``; ReLU as in InvertibleNetworks.jl.
 
     Shapes: ``(B, 2c, *S)`` -> ``(B, 2c, *S)`` (same), ``(B, 2c 2**n, *S/2)`` (down) or
     ``(B, 2c / 2**n, *2S)`` (up).
@@ -51,37 +52,44 @@ class HyperbolicLayer(AbstractLayer):
 
     weight: Float[Array, "hidden c *kernel"]
     bias: Float[Array, " hidden"]
-    channels: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    hidden: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     action: str = eqx.field(static=True)
     alpha: float = eqx.field(static=True)
+    kernel_size: int = eqx.field(static=True)
     activation: Callable = eqx.field(static=True)
 
-    def __init__(self, channels: int, hidden: int, *, key, spatial_dims: int = 2, action: str = "same",
+    def __init__(self, in_channels: int, hidden: int, *, key, spatial_dims: int = 2, action: str = "same",
                  alpha: float = 1.0, kernel_size: int = 3, activation: Callable = jax.nn.relu):
         if action not in ACTIONS:
             raise ValueError(f"HyperbolicLayer: action must be one of {ACTIONS}, got {action!r}.")
-        if spatial_dims not in (0, 1, 2, 3) or (action != "same" and spatial_dims == 0):
+        check_spatial_dims("HyperbolicLayer", spatial_dims, (0, 1, 2, 3) if action == "same" else (1, 2, 3),
+                           "" if action == "same" else f" (at least 1 to resample with action {action!r})")
+        if in_channels < 2 or in_channels % 2:
             raise ValueError(
-                f"HyperbolicLayer: spatial_dims must be 0, 1, 2 or 3 (at least 1 to resample), "
-                f"got {spatial_dims} with action {action!r}."
+                f"HyperbolicLayer: in_channels holds two states and must be even and >= 2, got {in_channels}."
             )
+        channels = in_channels // 2
         if kernel_size % 2 == 0:
             raise ValueError(f"HyperbolicLayer: kernel_size must be odd, got {kernel_size}.")
         factor = 2**spatial_dims
         if action == "up" and channels % factor:
-            raise ValueError(f"HyperbolicLayer: action 'up' needs channels divisible by {factor}, got {channels}.")
+            raise ValueError(
+                f"HyperbolicLayer: action 'up' needs each state's channels (in_channels / 2 = {channels}) "
+                f"divisible by {factor}."
+            )
         inner = {"same": channels, "down": channels * factor, "up": channels // factor}[action]
         kernel = (kernel_size,) * spatial_dims
         # The leapfrog is stable (its states neither grow nor decay) while
-        # alpha * |W|^2 < 4 (Lensink et al.). A random W of the seed's Glorot scale can
+        # alpha * |W|^2 < 4 (Lensink et al.). A random W of InvertibleNetworks.jl's Glorot scale can
         # exceed that, and a deep network then blows up; this scale keeps |W| near 0.5.
         size = math.prod(kernel)
         scale = 0.5 / (math.sqrt(inner * size) + math.sqrt(hidden * size))
         self.weight = scale * jr.normal(key, (hidden, inner, *kernel))
         self.bias = jnp.zeros((hidden,))
-        self.channels, self.spatial_dims, self.action = channels, spatial_dims, action
-        self.alpha, self.activation = float(alpha), activation
+        self.in_channels, self.hidden, self.spatial_dims, self.action = in_channels, hidden, spatial_dims, action
+        self.alpha, self.kernel_size, self.activation = float(alpha), kernel_size, activation
 
     def _force(self, x):
         """``W^T act(W x + b)`` for a batch of states ``x`` (``(B, c, *S)``)."""
@@ -110,7 +118,7 @@ class HyperbolicLayer(AbstractLayer):
         return 2 * curr - other - self.alpha * self._force(curr)
 
     def forward(self, x, cond=None):
-        check_layout("HyperbolicLayer", x, 2 * self.channels, self.spatial_dims)
+        check_layout("HyperbolicLayer", x, self.in_channels, self.spatial_dims)
         prev, curr = self._halves(self._resample(x))
         return jnp.concatenate([curr, self._step(curr, prev)], axis=1), batch_logdet(0.0, x)
 
@@ -141,8 +149,15 @@ class HyperbolicLayer(AbstractLayer):
         return x, dx, dlayer, None
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        check_layout("HyperbolicLayer", x, 2 * self.channels, self.spatial_dims)
+        check_layout("HyperbolicLayer", x, self.in_channels, self.spatial_dims)
         prev, curr = self._halves(self._resample(x))
         dprev, dcurr = self._halves(self._resample(dx))
         nxt, dcurr, dnxt, dlayer = self._pull(curr, prev, dcurr, dprev)
         return jnp.concatenate([curr, nxt], axis=1), jnp.concatenate([dcurr, dnxt], axis=1), dlayer, None
+
+    # No data-dependent parameters.
+    def initialize(self, x, cond=None):
+        return self, self.forward(x, cond)[0]
+
+    def initialize_inverse(self, y, cond=None):
+        return self, self.inverse(y, cond)

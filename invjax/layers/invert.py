@@ -10,8 +10,9 @@ from .._layer import AbstractLayer
 class Invert(AbstractLayer):
     """The inverse of ``layer`` as a layer: ``forward`` is ``layer``'s inverse.
 
-    Its backward is ``layer``'s inverse backward and vice versa, so an inverted
-    composite still reconstructs instead of storing.
+    Every method maps to its mirror: the backward is ``layer``'s inverse backward (so an
+    inverted composite still reconstructs instead of storing), and ``initialize`` is
+    ``layer``'s ``initialize_inverse`` (an inverted ActNorm standardises its output).
     """
 
     layer: AbstractLayer
@@ -31,3 +32,11 @@ class Invert(AbstractLayer):
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
         return self._wrap(self.layer.backward(x, dx, dlogdet, cond))
+
+    def initialize(self, x, cond=None):
+        layer, y = self.layer.initialize_inverse(x, cond)
+        return Invert(layer), y
+
+    def initialize_inverse(self, y, cond=None):
+        layer, x = self.layer.initialize(y, cond)
+        return Invert(layer), x

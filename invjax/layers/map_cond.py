@@ -24,27 +24,34 @@ class MapCond(AbstractLayer):
     def _map(self, cond):
         return None if cond is None else self.fn(cond)
 
+    def _with(self, inner):
+        return eqx.tree_at(lambda m: m.inner, self, inner)
+
     def forward(self, x, cond=None):
         return self.inner.forward(x, self._map(cond))
 
     def inverse_and_log_det(self, y, cond=None):
         return self.inner.inverse_and_log_det(y, self._map(cond))
 
-    def _walk(self, method, value, dvalue, dlogdet, cond):
+    def _walk(self, pull, cond):
         if cond is None:
-            mapped, pull = None, None
+            mapped, pull_cond = None, None
         else:
-            mapped, pull = jax.vjp(self.fn, cond)
-        value, dvalue, dinner, dmapped = getattr(self.inner, method)(value, dvalue, dlogdet, mapped)
-        dcond = None if pull is None or dmapped is None else pull(dmapped)[0]
-        return value, dvalue, eqx.tree_at(lambda m: m.inner, self, dinner), dcond
+            mapped, pull_cond = jax.vjp(self.fn, cond)
+        value, dvalue, dinner, dmapped = pull(self.inner, mapped)
+        dcond = None if pull_cond is None or dmapped is None else pull_cond(dmapped)[0]
+        return value, dvalue, self._with(dinner), dcond
 
     def backward(self, y, dy, dlogdet, cond=None):
-        return self._walk("backward", y, dy, dlogdet, cond)
+        return self._walk(lambda inner, c: inner.backward(y, dy, dlogdet, c), cond)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        return self._walk("inverse_backward", x, dx, dlogdet, cond)
+        return self._walk(lambda inner, c: inner.inverse_backward(x, dx, dlogdet, c), cond)
 
     def initialize(self, x, cond=None):
         inner, y = self.inner.initialize(x, self._map(cond))
-        return MapCond(inner, self.fn), y
+        return self._with(inner), y
+
+    def initialize_inverse(self, y, cond=None):
+        inner, x = self.inner.initialize_inverse(y, self._map(cond))
+        return self._with(inner), x

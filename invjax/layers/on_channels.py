@@ -35,46 +35,54 @@ class OnChannels(AbstractLayer):
     def _split(self, v):
         if v.ndim < 2 or v.shape[1] < self.stop:
             raise ValueError(
-                f"{type(self).__name__}: expected at least {self.stop} channels (acting on channels "
+                f"OnChannels: expected at least {self.stop} channels (acting on channels "
                 f"{self.start}:{self.stop}), got shape {tuple(v.shape)}."
             )
         return v[:, : self.start], v[:, self.start : self.stop], v[:, self.stop :]
 
-    def _apply(self, method, v, cond):
+    def _join(self, parts):
+        return jnp.concatenate(parts, axis=1)
+
+    def _apply(self, apply, v):
         before, mid, after = self._split(v)
-        mid, logdet = getattr(self.inner, method)(mid, cond)
-        return jnp.concatenate([before, mid, after], axis=1), logdet
+        mid, logdet = apply(self.inner, mid)
+        return self._join([before, mid, after]), logdet
 
     def forward(self, x, cond=None):
-        return self._apply("forward", x, cond)
+        return self._apply(lambda inner, v: inner.forward(v, cond), x)
 
     def inverse_and_log_det(self, y, cond=None):
-        return self._apply("inverse_and_log_det", y, cond)
+        return self._apply(lambda inner, v: inner.inverse_and_log_det(v, cond), y)
 
-    def _walk(self, method, value, dvalue, dlogdet, cond):
+    def _walk(self, pull, value, dvalue):
         before, mid, after = self._split(value)
         dbefore, dmid, dafter = self._split(dvalue)
-        mid, dmid, dinner, dcond = getattr(self.inner, method)(mid, dmid, dlogdet, cond)
-        value = jnp.concatenate([before, mid, after], axis=1)
-        dvalue = jnp.concatenate([dbefore, dmid, dafter], axis=1)
-        return value, dvalue, eqx.tree_at(lambda f: f.inner, self, dinner), dcond
+        mid, dmid, dinner, dcond = pull(self.inner, mid, dmid)
+        inner = eqx.tree_at(lambda f: f.inner, self, dinner)
+        return self._join([before, mid, after]), self._join([dbefore, dmid, dafter]), inner, dcond
 
     def backward(self, y, dy, dlogdet, cond=None):
-        return self._walk("backward", y, dy, dlogdet, cond)
+        return self._walk(lambda inner, v, dv: inner.backward(v, dv, dlogdet, cond), y, dy)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        return self._walk("inverse_backward", x, dx, dlogdet, cond)
+        return self._walk(lambda inner, v, dv: inner.inverse_backward(v, dv, dlogdet, cond), x, dx)
+
+    def _initialized(self, init, v):
+        before, mid, after = self._split(v)
+        inner, mid = init(self.inner, mid)
+        return eqx.tree_at(lambda f: f.inner, self, inner), self._join([before, mid, after])
 
     def initialize(self, x, cond=None):
-        before, mid, after = self._split(x)
-        inner, mid = self.inner.initialize(mid, cond)
-        return eqx.tree_at(lambda f: f.inner, self, inner), jnp.concatenate([before, mid, after], axis=1)
+        return self._initialized(lambda inner, v: inner.initialize(v, cond), x)
+
+    def initialize_inverse(self, y, cond=None):
+        return self._initialized(lambda inner, v: inner.initialize_inverse(v, cond), y)
 
 
-def FactorOut(inner: AbstractLayer, channels: int) -> OnChannels:
-    """The multiscale split of Glow and RealNVP: ``inner`` gets the first ``channels``.
+def FactorOut(inner: AbstractLayer, kept: int) -> OnChannels:
+    """The multiscale split of Glow and RealNVP: ``inner`` gets the first ``kept`` channels.
 
     The other channels are "factored out" to the latent: they stay in the output at their
     place, so the output has the input's shape and the backward can start from it alone.
     """
-    return OnChannels(inner, 0, channels)
+    return OnChannels(inner, 0, kept)

@@ -8,15 +8,15 @@ import jax.random as jr
 from jaxtyping import Array, Int
 
 from .._checks import check_layout
-from .._layer import AbstractLayer
+from .._layer import AbstractBasicLayer
 from ._util import batch_logdet
 
 
-class Permute(AbstractLayer):
+class Permute(AbstractBasicLayer):
     """``y[:, i] = x[:, permutation[i]]``, a fixed permutation; logdet 0.
 
     Args:
-        channels: ``C``, the size of axis 1 (the features of a vector).
+        in_channels: ``C``, the size of axis 1 (the features of a vector).
         key: PRNG key drawing a random permutation. The permutation is an integer
             array, so gradients and optimizers leave it alone.
         permutation: a given order of the ``C`` channels instead of a random one (e.g.
@@ -26,22 +26,22 @@ class Permute(AbstractLayer):
     """
 
     permutation: Int[Array, " C"]
-    channels: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
 
-    def __init__(self, channels: int, *, key=None, permutation=None):
+    def __init__(self, in_channels: int, *, key=None, permutation=None):
         if (key is None) == (permutation is None):
             raise ValueError("Permute takes exactly one of key= (a random permutation) and permutation=.")
         if permutation is None:
-            permutation = jr.permutation(key, channels)
-        elif sorted(int(i) for i in permutation) != list(range(channels)):
-            raise ValueError(f"Permute: permutation must order 0..{channels - 1}, got {list(permutation)}.")
-        self.channels = channels
+            permutation = jr.permutation(key, in_channels)
+        elif sorted(int(i) for i in permutation) != list(range(in_channels)):
+            raise ValueError(f"Permute: permutation must order 0..{in_channels - 1}, got {list(permutation)}.")
+        self.in_channels = in_channels
         self.permutation = jnp.asarray(permutation, jnp.int32)
 
     def forward(self, x, cond=None):
-        check_layout("Permute", x, self.channels, (0, 1, 2, 3))
+        check_layout("Permute", x, self.in_channels, (0, 1, 2, 3))
         return x[:, self.permutation], batch_logdet(0.0, x)
 
     def inverse_and_log_det(self, y, cond=None):
-        check_layout("Permute", y, self.channels, (0, 1, 2, 3))
+        check_layout("Permute", y, self.in_channels, (0, 1, 2, 3))
         return y[:, jnp.argsort(self.permutation)], batch_logdet(0.0, y)

@@ -7,7 +7,7 @@ import math
 import jax.numpy as jnp
 
 from .._checks import check_array, check_spatial
-from .._layer import AbstractLayer
+from .._layer import AbstractBasicLayer
 from ._util import batch_logdet
 
 # Orthonormal one-level Haar filter pair: rows are (average, detail).
@@ -51,7 +51,7 @@ def _haar_mix(blocks, n):
     return blocks
 
 
-class Squeeze(AbstractLayer):
+class Squeeze(AbstractBasicLayer):
     """Space-to-depth: every 2x2 (2x2x2 for volumes) block becomes 4 (8) channels.
 
     Shapes: ``(B, C, H, W)`` -> ``(B, 4C, H/2, W/2)``; ``(B, C, D, H, W)`` ->
@@ -67,7 +67,7 @@ class Squeeze(AbstractLayer):
         return depth_to_space(y), batch_logdet(0.0, y)
 
 
-class HaarSqueeze(AbstractLayer):
+class HaarSqueeze(AbstractBasicLayer):
     """Orthonormal Haar wavelet squeeze: each block becomes its average and detail coefficients.
 
     Channel ``c`` of the input becomes channels ``c*2**n ... (c+1)*2**n - 1``: first the

@@ -28,30 +28,31 @@ class Stack(AbstractLayer):
         key: a JAX PRNG key, split into one key per layer.
 
     Attributes:
-        layers: one layer whose array leaves carry a leading axis of size ``depth``.
+        layer: one layer whose array leaves carry a leading axis of size ``depth``
+            (``jax.tree.map(lambda a: a[i], stack.layer)`` is the ``i``-th layer).
     """
 
-    layers: AbstractLayer
+    layer: AbstractLayer
     depth: int = eqx.field(static=True)
 
     def __init__(self, make_layer: Callable[[jax.Array], AbstractLayer], depth: int, *, key):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"Stack depth must be a positive integer, got {depth!r}.")
-        self.layers = eqx.filter_vmap(make_layer)(jr.split(key, depth))
+        self.layer = eqx.filter_vmap(make_layer)(jr.split(key, depth))
         self.depth = depth
 
     def _scan(self, step, carry, reverse=False):
-        params, static = eqx.partition(self.layers, eqx.is_array)
+        params, static = eqx.partition(self.layer, eqx.is_array)
 
         def body(carry, p):
             return step(eqx.combine(p, static), carry)
 
         return lax.scan(body, carry, params, reverse=reverse)
 
-    def _run(self, method, v, cond, reverse):
+    def _run(self, apply, v, reverse):
         def step(layer, carry):
             v, total = carry
-            v, logdet = getattr(layer, method)(v, cond)
+            v, logdet = apply(layer, v)
             return (v, total + logdet), None
 
         total = jnp.zeros(v.shape[:1], v.dtype)
@@ -59,32 +60,39 @@ class Stack(AbstractLayer):
         return v, total
 
     def forward(self, x, cond=None):
-        return self._run("forward", x, cond, reverse=False)
+        return self._run(lambda layer, v: layer.forward(v, cond), x, reverse=False)
 
     def inverse_and_log_det(self, y, cond=None):
-        return self._run("inverse_and_log_det", y, cond, reverse=True)
+        return self._run(lambda layer, v: layer.inverse_and_log_det(v, cond), y, reverse=True)
 
-    def _walk(self, method, value, dvalue, dlogdet, cond, reverse):
+    def _walk(self, pull, value, dvalue, cond, reverse):
         def step(layer, carry):
             value, dvalue, dcond = carry
-            value, dvalue, dlayer, dc = getattr(layer, method)(value, dvalue, dlogdet, cond)
+            value, dvalue, dlayer, dc = pull(layer, value, dvalue)
             return (value, dvalue, add_cotangents(dcond, dc)), dlayer
 
         dcond = None if cond is None else jax.tree.map(jnp.zeros_like, cond)
         (value, dvalue, dcond), dlayers = self._scan(step, (value, dvalue, dcond), reverse)
-        return value, dvalue, eqx.tree_at(lambda s: s.layers, self, dlayers), dcond
+        return value, dvalue, eqx.tree_at(lambda s: s.layer, self, dlayers), dcond
 
     def backward(self, y, dy, dlogdet, cond=None):
-        return self._walk("backward", y, dy, dlogdet, cond, reverse=True)
+        return self._walk(lambda layer, v, dv: layer.backward(v, dv, dlogdet, cond), y, dy, cond, reverse=True)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        return self._walk("inverse_backward", x, dx, dlogdet, cond, reverse=False)
+        pull = lambda layer, v, dv: layer.inverse_backward(v, dv, dlogdet, cond)  # noqa: E731
+        return self._walk(pull, x, dx, cond, reverse=False)
+
+    def _initialized(self, init, v, reverse):
+        def step(layer, v):
+            layer, v = init(layer, v)
+            return v, eqx.filter(layer, eqx.is_array)
+
+        v, params = self._scan(step, v, reverse)
+        static = eqx.filter(self.layer, eqx.is_array, inverse=True)
+        return eqx.tree_at(lambda s: s.layer, self, eqx.combine(params, static)), v
 
     def initialize(self, x, cond=None):
-        def step(layer, x):
-            layer, y = layer.initialize(x, cond)
-            return y, eqx.filter(layer, eqx.is_array)
+        return self._initialized(lambda layer, v: layer.initialize(v, cond), x, reverse=False)
 
-        y, params = self._scan(step, x)
-        static = eqx.filter(self.layers, eqx.is_array, inverse=True)
-        return eqx.tree_at(lambda s: s.layers, self, eqx.combine(params, static)), y
+    def initialize_inverse(self, y, cond=None):
+        return self._initialized(lambda layer, v: layer.initialize_inverse(v, cond), y, reverse=True)

@@ -1,20 +1,19 @@
 """Networks: flows with ``forward``, ``inverse``, ``log_prob`` and ``sample``."""
 
-from .._flow import AbstractFlow, Flow
+from .._flow import AbstractFlow, AbstractNetwork, Flow
 from .conditional_hint import AbstractJointFlow, ConditionalHINT, MultiscaleConditionalHINT
-from .glow import ConditionalGlow, Glow
+from .glow import Glow
 from .hint import HINT, MultiscaleHINT
 from .hyperbolic import Hyperbolic
-from .realnvp import ConditionalRealNVP, RealNVP
+from .realnvp import RealNVP
 from .summarized import Summarized
 
 __all__ = [
     "HINT",
     "AbstractFlow",
     "AbstractJointFlow",
-    "ConditionalGlow",
+    "AbstractNetwork",
     "ConditionalHINT",
-    "ConditionalRealNVP",
     "Flow",
     "Glow",
     "Hyperbolic",

@@ -20,8 +20,8 @@ def _kept_first(lanes):
 
 
 def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
-               squeeze_cond: bool = False) -> AbstractLayer:
-    """``levels`` scales: squeeze, ``make_steps(channels, level, key)``, factor out half.
+               cond_channels: int = 0, cond_spatial: bool = False) -> AbstractLayer:
+    """``levels`` scales: squeeze, ``make_steps(channels, cond_channels, key)``, factor out half.
 
     The last level keeps all its channels. Every level ends with the inverse squeeze, so
     the latent has the input's shape and the factored-out halves sit at their place in it.
@@ -31,15 +31,18 @@ def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: Ab
     squeeze keeps the lanes apart (it maps channel ``c`` to ``c 2**n ... (c+1) 2**n - 1``),
     and half of *each* lane is factored out (a fixed reordering, conjugated around the
     split, brings the kept halves together). ``make_steps`` gets the squeezed channels in
-    the same form. With ``squeeze_cond`` a feature-map condition is squeezed along with
-    each level (:class:`~invjax.layers.MapCond`).
+    the same form, and the condition's channels at that level: a feature-map condition
+    (``cond_spatial``) is squeezed along with each level (:class:`~invjax.layers.MapCond`),
+    so it has ``cond_channels * 2**(spatial_dims * (level + 1))`` channels there.
     """
     single = isinstance(channels, int)
     keys = jr.split(key, levels)
+    squeeze_cond = bool(cond_channels) and cond_spatial
 
     def level(i, lanes):
         lanes = tuple(c * 2**spatial_dims for c in lanes)
-        steps = make_steps(lanes[0] if single else lanes, i, keys[i])
+        k = cond_channels * 2 ** (spatial_dims * (i + 1)) if squeeze_cond else cond_channels
+        steps = make_steps(lanes[0] if single else lanes, k, keys[i])
         if i == levels - 1:
             chain = Chain([squeeze, steps, Invert(squeeze)])
         else:

@@ -1,41 +1,43 @@
 """Conditional HINT (Kruse et al., 2021): a joint flow of ``(x, y)`` whose triangular
 structure gives the posterior ``p(x | y)``; single-scale and multiscale."""
 
-from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .. import _engine
-from .._checks import check_array, check_cond, check_layout
-from .._flow import AbstractFlow, standard_normal_log_prob
+from .._backprop import AbstractBackprop, Invertible
+from .._checks import check_array, check_cond, check_layout, check_spatial_dims
+from .._distributions import AbstractDistribution, StandardNormal
+from .._flow import AbstractFlow, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1, HINTCoupling, Lane, OnChannels, Stack, set_lanes
+from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1, HaarSqueeze, HINTCoupling, OnChannels, Stack
+from ..layers._lane import Lane, set_lanes
 from ._multiscale import multiscale
-from .hint import SQUEEZES, check_options
+from ._options import check_layer_class, check_positive
 
 
-def conditional_hint_step(x_channels: int, y_channels: int, hidden: int, spatial_dims: int, *, key) -> Chain:
+def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, key, spatial_dims: int = 2) -> Chain:
     """One step on the joint state ``concat([y, x], axis=1)``.
 
     ``y`` lane: ActNorm, Householder 1x1 convolution, HINT coupling. ``x`` lane: the same,
     then an affine coupling of ``x`` given the ``y`` lane's input to its HINT coupling, as
-    the seed's ``ConditionalLayerHINT``. ``y`` never depends on ``x``: the Jacobian is block
-    triangular.
+    InvertibleNetworks.jl's ``ConditionalLayerHINT``. ``y`` never depends on ``x``: the
+    Jacobian is block triangular.
     """
-    cy, cx = y_channels, x_channels
+    cy, cx = cond_channels, in_channels
     k_py, k_px, k_hx, k_xy, k_hy = jr.split(key, 5)
     on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")
     on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")
+    hint = lambda c, k: HINTCoupling(c, hidden, key=k, spatial_dims=spatial_dims, permute="lower")
     return Chain([
         on_x(ActNorm(cx)),
         on_y(ActNorm(cy)),
         on_y(Conv1x1(cy, key=k_py)),
         on_x(Conv1x1(cx, key=k_px)),
-        on_x(HINTCoupling(cx, hidden, spatial_dims, key=k_hx, permute="lower")),
-        Lane(AffineCoupling(cy + cx, hidden, spatial_dims, key=k_xy, split=cy), "x"),
-        on_y(HINTCoupling(cy, hidden, spatial_dims, key=k_hy, permute="lower")),
+        on_x(hint(cx, k_hx)),
+        Lane(AffineCoupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy), "x"),
+        on_y(hint(cy, k_hy)),
     ])
 
 
@@ -43,32 +45,34 @@ class AbstractJointFlow(AbstractFlow):
     """A flow of ``(x, y)`` whose ``y`` lane does not depend on ``x``, read as ``p(x | y)``.
 
     The body runs on ``v = concat([y, x], axis=1)`` and returns ``concat([z_y, z_x])``.
-    Because ``z_y`` depends on ``y`` only, ``p(x | y) = N(z_x) |det dz_x/dx|``: the
+    Because ``z_y`` depends on ``y`` only, ``p(x | y) = base(z_x) |det dz_x/dx|``: the
     conditional methods (``forward``, ``inverse``, ``log_prob``, ``sample``, with ``y`` as
     ``cond``) use the same body with the ``y`` lane's log-determinant switched off; the
     joint methods (``forward_joint``, ``inverse_joint``, ``log_prob_joint``) use it whole.
-    Every call is one pass of the engine, so all of them are memory-frugal.
+    Every call is one pass of the engine, so all of them are memory-frugal. ``base`` is the
+    distribution of ``z_x``; ``z_y`` is standard normal.
+
+    The condition ``y`` is a feature map with the spatial sizes of ``x``
+    (``cond_spatial = True``; for vectors, a vector).
     """
 
+    body: eqx.AbstractVar[AbstractLayer]
+    backprop: eqx.AbstractVar[AbstractBackprop]
     in_channels: eqx.AbstractVar[int]
     cond_channels: eqx.AbstractVar[int]
     spatial_dims: eqx.AbstractVar[int]
+    divisible_by: eqx.AbstractVar[int]
 
-    def _divisor(self) -> int:
-        return 1
+    @property
+    def cond_spatial(self) -> bool:
+        return True
 
     def _check_lane(self, v, channels, what):
-        check_layout(type(self).__name__, v, channels, self.spatial_dims, divisible_by=self._divisor(), what=what)
+        check_layout(type(self).__name__, v, channels, self.spatial_dims, divisible_by=self.divisible_by, what=what)
 
     def _check_input(self, x, cond):
-        name = type(self).__name__
         self._check_lane(x, self.in_channels, "x")
-        check_cond(name, cond, x.shape[0], expected=True)
-        self._check_lane(cond, self.cond_channels, "cond")
-        if cond.shape[2:] != x.shape[2:]:
-            raise ValueError(
-                f"{name}: cond must have the spatial sizes of x, {tuple(x.shape[2:])}; got shape {tuple(cond.shape)}."
-            )
+        check_cond(type(self).__name__, cond, x, self.cond_channels, cond_spatial=True)
 
     def _join(self, x, y):
         return jnp.concatenate([y.astype(x.dtype), x], axis=1)
@@ -82,42 +86,41 @@ class AbstractJointFlow(AbstractFlow):
     def forward(self, x, cond=None):
         """``(z_x, log|det dz_x/dx|)`` given ``y = cond``."""
         self._check_input(x, cond)
-        w, logdet = _engine.forward(self._conditional_body(), self._join(x, cond), None, self.backprop)
+        w, logdet = self.backprop.forward(self._conditional_body(), self._join(x, cond), None)
         return self._part(w)[0], logdet
 
     def inverse_and_log_det(self, z, cond=None):
-        """``(x, log|det dx/dz_x|)`` given ``y = cond``: a posterior draw for ``z ~ N(0, I)``."""
+        """``(x, log|det dx/dz_x|)`` given ``y = cond``: a posterior draw for ``z ~ base``."""
         self._check_input(z, cond)
         z_y, _ = self.forward_y(cond)
-        w, logdet = _engine.inverse_and_log_det(self._conditional_body(), self._join(z, z_y), None, self.backprop)
+        w, logdet = self.backprop.inverse_and_log_det(self._conditional_body(), self._join(z, z_y), None)
         return self._part(w)[0], logdet
 
     def forward_y(self, y):
         """``(z_y, log|det dz_y/dy|)``: the ``y`` lane alone (the ``x`` lane switched off)."""
-        name = type(self).__name__
-        check_array(name, y, "y")
+        check_array(type(self).__name__, y, "y")
         self._check_lane(y, self.cond_channels, "y")
         placeholder = jnp.zeros((y.shape[0], self.in_channels, *y.shape[2:]), self.dtype)
         body = set_lanes(self.body, "x", active=False)
-        w, logdet = _engine.forward(body, self._join(placeholder, y), None, self.backprop)
+        w, logdet = self.backprop.forward(body, self._join(placeholder, y), None)
         return self._part(w)[1], logdet
 
     def forward_joint(self, x, y):
         """``(z_x, z_y, log|det d(z_x, z_y)/d(x, y)|)``."""
         self._check_input(x, y)
-        w, logdet = _engine.forward(self.body, self._join(x, y), None, self.backprop)
+        w, logdet = self.backprop.forward(self.body, self._join(x, y), None)
         return (*self._part(w), logdet)
 
     def inverse_joint(self, z_x, z_y):
-        """``(x, y, log|det d(x, y)/d(z_x, z_y)|)``: a draw from the joint for standard normal latents."""
+        """``(x, y, log|det d(x, y)/d(z_x, z_y)|)``: a draw from the joint for latents ``z_x, z_y``."""
         self._check_input(z_x, z_y)
-        w, logdet = _engine.inverse_and_log_det(self.body, self._join(z_x, z_y), None, self.backprop)
+        w, logdet = self.backprop.inverse_and_log_det(self.body, self._join(z_x, z_y), None)
         return (*self._part(w), logdet)
 
     def log_prob_joint(self, x, y):
-        """``log p(x, y)``, per sample: the joint objective the seed's package trains with."""
+        """``log p(x, y)``, per sample: the joint objective InvertibleNetworks.jl trains with."""
         z_x, z_y, logdet = self.forward_joint(x, y)
-        return standard_normal_log_prob(z_x) + standard_normal_log_prob(z_y) + logdet
+        return self.base.log_prob(z_x) + StandardNormal().log_prob(z_y) + logdet
 
     def initialize(self, x, cond=None):
         """ActNorm data initialisation of both lanes on a batch ``(x, y)``."""
@@ -126,15 +129,16 @@ class AbstractJointFlow(AbstractFlow):
         return eqx.tree_at(lambda f: f.body, self, body)
 
 
-def _check_channels(name, in_channels, cond_channels, minimum):
-    if in_channels < minimum or cond_channels < minimum:
+def _check_sizes(name, in_channels, cond_channels, minimum, **sizes):
+    check_positive(name, **sizes)
+    if not all(isinstance(c, int) and c >= minimum for c in (in_channels, cond_channels)):
         raise ValueError(
-            f"{name} needs in_channels and cond_channels >= {minimum}, got {in_channels} and {cond_channels}."
+            f"{name} needs in_channels and cond_channels >= {minimum}, got {in_channels!r} and {cond_channels!r}."
         )
 
 
 class ConditionalHINT(AbstractJointFlow):
-    """The conditional HINT of the seed's package: ``depth`` joint steps on ``(x, y)``.
+    """InvertibleNetworks.jl's conditional HINT: ``depth`` joint steps on ``(x, y)``.
 
     A model of the joint ``p(x, y)`` whose triangular structure gives the posterior:
     ``log_prob(x, y)`` is ``log p(x | y)`` and ``sample(key, shape, y)`` draws from it;
@@ -142,82 +146,100 @@ class ConditionalHINT(AbstractJointFlow):
 
     Args:
         in_channels: ``C_x`` (the size of ``x`` vectors); at least 2.
-        cond_channels: ``C_y``; at least 2.
         depth: number of steps (:func:`conditional_hint_step`).
         hidden: hidden width of the couplings' conditioners.
+        cond_channels: ``C_y``; at least 2.
         key: PRNG key.
-        spatial_dims: 0 for vectors, 1, 2 (images) or 3 (volumes).
-        backprop: ``"invertible"`` (default) or ``"autodiff"``.
+        spatial_dims: 0 for vectors, 1, 2 (images, default) or 3 (volumes).
+        base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
     Shapes: ``x``: ``(B, C_x, *S)``, ``cond = y``: ``(B, C_y, *S)`` -> ``z``: shape of
     ``x``, ``logdet``: ``(B,)``.
 
     Example:
         >>> import jax, jax.numpy as jnp, invjax as ij
-        >>> flow = ij.nets.ConditionalHINT(2, 3, depth=2, hidden=16, key=jax.random.key(0), spatial_dims=0)
+        >>> flow = ij.nets.ConditionalHINT(2, 2, 16, cond_channels=3, key=jax.random.key(0), spatial_dims=0)
         >>> y = jnp.ones((5, 3))
         >>> flow.sample(jax.random.key(1), (5, 2), y).shape
         (5, 2)
     """
 
     body: AbstractLayer
+    base: AbstractDistribution
+    backprop: AbstractBackprop
     in_channels: int = eqx.field(static=True)
-    cond_channels: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
 
-    def __init__(self, in_channels: int, cond_channels: int, depth: int, hidden: int, *, key,
-                 spatial_dims: int = 2, backprop: str = "invertible"):
-        check_options("ConditionalHINT", spatial_dims, (0, 1, 2, 3))
-        _check_channels("ConditionalHINT", in_channels, cond_channels, 2)
-        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, spatial_dims, key=k)
+    def __init__(self, in_channels: int, depth: int, hidden: int, *, cond_channels: int, key,
+                 spatial_dims: int = 2, base=StandardNormal(), backprop=Invertible()):
+        check_spatial_dims("ConditionalHINT", spatial_dims, (0, 1, 2, 3))
+        _check_sizes("ConditionalHINT", in_channels, cond_channels, 2, depth=depth, hidden=hidden)
+        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, key=k, spatial_dims=spatial_dims)
         self.body = Stack(make, depth, key=key)
-        self.in_channels, self.cond_channels, self.depth = in_channels, cond_channels, depth
-        self.hidden, self.spatial_dims = hidden, spatial_dims
-        self.backprop = _engine.check_mode(backprop)
+        self.base, self.backprop = check_flow_options("ConditionalHINT", base, backprop)
+        self.in_channels, self.depth, self.hidden = in_channels, depth, hidden
+        self.cond_channels, self.spatial_dims = cond_channels, spatial_dims
+
+    @property
+    def divisible_by(self) -> int:
+        return 1
 
 
 class MultiscaleConditionalHINT(AbstractJointFlow):
-    """Conditional HINT at ``levels`` scales, as the seed's ``NetworkMultiScaleConditionalHINT``.
+    """Conditional HINT at ``levels`` scales, as InvertibleNetworks.jl's
+    ``NetworkMultiScaleConditionalHINT``.
 
-    Each level squeezes ``x`` and ``y`` (Haar by default), runs ``depth`` joint steps and
-    factors out half of each lane (``split_scales=true`` in the seed's package).
-    Methods and shapes as :class:`ConditionalHINT`; spatial sizes must be divisible by
-    ``2**levels`` and single-channel images are fine.
+    Each level squeezes ``x`` and ``y``, runs ``depth`` joint steps and factors out half
+    of each lane (``split_scales=true`` in InvertibleNetworks.jl). Methods and shapes as
+    :class:`ConditionalHINT`; spatial sizes must be divisible by ``2**levels`` and
+    single-channel images are fine.
 
     Args:
-        in_channels: ``C_x``; cond_channels: ``C_y``; levels: number of scales;
-        depth: steps per level; hidden, key, backprop as :class:`ConditionalHINT`;
-        spatial_dims: 1, 2 or 3; squeeze: ``"haar"`` or ``"space_to_depth"``.
+        in_channels: ``C_x``.
+        levels: number of scales.
+        depth: joint steps per level.
+        hidden: hidden width of the couplings' conditioners.
+        cond_channels: ``C_y``.
+        key: PRNG key.
+        spatial_dims: 1, 2 (images, default) or 3 (volumes).
+        squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default) or
+            ``ij.layers.Squeeze``.
+        base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
 
     body: AbstractLayer
+    base: AbstractDistribution
+    backprop: AbstractBackprop
     in_channels: int = eqx.field(static=True)
-    cond_channels: int = eqx.field(static=True)
     levels: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
+    squeeze: type = eqx.field(static=True)
 
-    def __init__(self, in_channels: int, cond_channels: int, levels: int, depth: int, hidden: int, *, key,
-                 spatial_dims: int = 2, squeeze: str = "haar", backprop: str = "invertible"):
-        check_options("MultiscaleConditionalHINT", spatial_dims, (1, 2, 3), squeeze=squeeze)
-        _check_channels("MultiscaleConditionalHINT", in_channels, cond_channels, 1)
-        if levels < 1:
-            raise ValueError(f"MultiscaleConditionalHINT needs levels >= 1, got {levels}.")
+    def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, cond_channels: int, key,
+                 spatial_dims: int = 2, squeeze: type = HaarSqueeze, base=StandardNormal(), backprop=Invertible()):
+        name = "MultiscaleConditionalHINT"
+        check_spatial_dims(name, spatial_dims, (1, 2, 3))
+        _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
+        check_layer_class(name, "squeeze", squeeze)
 
-        def make_steps(lanes, level, key):
+        def make_steps(lanes, level_cond_channels, key):
             cy, cx = lanes
-            return Stack(lambda k: conditional_hint_step(cx, cy, hidden, spatial_dims, key=k), depth, key=key)
+            make = lambda k: conditional_hint_step(cx, cy, hidden, key=k, spatial_dims=spatial_dims)
+            return Stack(make, depth, key=key)
 
-        self.body = multiscale(make_steps, (cond_channels, in_channels), levels, spatial_dims, SQUEEZES[squeeze](),
-                               key=key)
-        self.in_channels, self.cond_channels, self.levels, self.depth = in_channels, cond_channels, levels, depth
-        self.hidden, self.spatial_dims = hidden, spatial_dims
-        self.backprop = _engine.check_mode(backprop)
+        self.body = multiscale(make_steps, (cond_channels, in_channels), levels, spatial_dims, squeeze(), key=key)
+        self.base, self.backprop = check_flow_options(name, base, backprop)
+        self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
+        self.cond_channels, self.spatial_dims, self.squeeze = cond_channels, spatial_dims, squeeze
 
-    def _divisor(self):
+    @property
+    def divisible_by(self) -> int:
         return 2**self.levels

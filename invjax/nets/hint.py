@@ -1,47 +1,44 @@
-"""HINT networks (Kruse et al., 2021): single-scale and multiscale."""
+"""HINT networks (Kruse et al., 2021): single-scale and multiscale, unconditional or conditional."""
 
 from __future__ import annotations
 
 import equinox as eqx
 
-from .. import _engine
-from .._checks import check_cond, check_layout
-from .._flow import AbstractFlow
+from .._backprop import AbstractBackprop, Invertible
+from .._checks import check_spatial_dims
+from .._distributions import AbstractDistribution, StandardNormal
+from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, Chain, HaarSqueeze, HINTCoupling, Squeeze, Stack
-from ..layers.hint import PERMUTES
+from ..layers import ActNorm, Chain, HaarSqueeze, HINTCoupling, Stack
+from ..layers.hint import check_permute
 from ._multiscale import multiscale
+from ._options import check_cond_channels, check_layer_class, check_positive
 
-SQUEEZES = {"haar": HaarSqueeze, "space_to_depth": Squeeze}
 
-
-def hint_step(channels: int, hidden: int, spatial_dims: int, permute: str, *, key) -> Chain:
+def hint_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, permute: str = "full",
+              cond_channels: int = 0) -> Chain:
     """One HINT flow step: ActNorm, then a recursive HINT coupling."""
-    return Chain([ActNorm(channels), HINTCoupling(channels, hidden, spatial_dims, key=key, permute=permute)])
+    coupling = HINTCoupling(in_channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
+                            cond_channels=cond_channels)
+    return Chain([ActNorm(in_channels), coupling])
 
 
-def check_options(name, spatial_dims, allowed, permute=None, squeeze=None):
-    """Constructor checks shared by the HINT-family networks."""
-    if spatial_dims not in allowed:
-        raise ValueError(f"{name}: spatial_dims must be one of {allowed}, got {spatial_dims}.")
-    if permute is not None and permute not in PERMUTES:
-        raise ValueError(f"{name}: permute must be one of {PERMUTES}, got {permute!r}.")
-    if squeeze is not None and squeeze not in SQUEEZES:
-        raise ValueError(f"{name}: squeeze must be one of {tuple(SQUEEZES)}, got {squeeze!r}.")
-
-
-class HINT(AbstractFlow):
+class HINT(AbstractNetwork):
     """``depth`` steps of ActNorm and a recursive :class:`~invjax.layers.HINTCoupling`.
 
     Args:
-        in_channels: ``C`` (the size ``D`` of vectors); at least 2.
+        in_channels: ``C`` (the size of vectors); at least 2.
         depth: number of steps.
         hidden: hidden width of the couplings' conditioners.
         key: PRNG key.
-        spatial_dims: 0 for vectors ``(B, D)``, 1, 2 (images) or 3 (volumes).
+        spatial_dims: 0 for vectors ``(B, C)``, 1, 2 (images, default) or 3 (volumes).
+        cond_channels: ``K``; if positive every coupling also sees a condition (``p(x | cond)``).
+        cond_spatial: ``False`` (default) for a vector condition ``(B, K)``; ``True`` for a
+            feature map ``(B, K, *spatial)`` of the input's spatial sizes.
         permute: the couplings' permutation, ``"full"`` (default), ``"both"``,
             ``"lower"`` or ``"none"`` (see :class:`~invjax.layers.HINTCoupling`).
-        backprop: ``"invertible"`` (default) or ``"autodiff"``.
+        base: the base distribution (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
     Shapes: ``x``: ``(B, C, *spatial)`` -> ``z``: same, ``logdet``: ``(B,)``.
 
@@ -53,29 +50,40 @@ class HINT(AbstractFlow):
     """
 
     body: AbstractLayer
+    base: AbstractDistribution
+    backprop: AbstractBackprop
     in_channels: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
+    cond_spatial: bool = eqx.field(static=True)
+    permute: str = eqx.field(static=True)
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
-                 permute: str = "full", backprop: str = "invertible"):
-        check_options("HINT", spatial_dims, (0, 1, 2, 3), permute=permute)
-        if in_channels < 2:
-            raise ValueError(f"HINT needs in_channels >= 2 to split, got {in_channels}.")
-        make = lambda k: hint_step(in_channels, hidden, spatial_dims, permute, key=k)
+                 cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
+                 base=StandardNormal(), backprop=Invertible()):
+        check_spatial_dims("HINT", spatial_dims, (0, 1, 2, 3))
+        check_positive("HINT", depth=depth, hidden=hidden)
+        check_permute("HINT", permute)
+        check_cond_channels("HINT", cond_channels)
+        if not isinstance(in_channels, int) or in_channels < 2:
+            raise ValueError(f"HINT needs in_channels >= 2 to split, got {in_channels!r}.")
+        cond_spatial = bool(cond_spatial) and spatial_dims > 0
+        make = lambda k: hint_step(in_channels, hidden, key=k, spatial_dims=spatial_dims, permute=permute,
+                                   cond_channels=cond_channels)
         self.body = Stack(make, depth, key=key)
+        self.base, self.backprop = check_flow_options("HINT", base, backprop)
         self.in_channels, self.depth, self.hidden, self.spatial_dims = in_channels, depth, hidden, spatial_dims
-        self.backprop = _engine.check_mode(backprop)
+        self.cond_channels, self.cond_spatial, self.permute = cond_channels, cond_spatial, permute
 
-    def _check_input(self, x, cond):
-        check_layout("HINT", x, self.in_channels, self.spatial_dims)
-        check_cond("HINT", cond, x.shape[0], expected=False)
+    @property
+    def divisible_by(self) -> int:
+        return 1
 
 
-class MultiscaleHINT(AbstractFlow):
-    """HINT at ``levels`` scales: squeeze (Haar by default), ``depth`` HINT steps, split.
+class MultiscaleHINT(AbstractNetwork):
+    """HINT at ``levels`` scales: squeeze, ``depth`` HINT steps, split.
 
     Structured as :class:`Glow` with HINT steps: after each level but the last, half of
     the channels go to the latent.
@@ -86,36 +94,52 @@ class MultiscaleHINT(AbstractFlow):
         depth: HINT steps per level.
         hidden: hidden width of the couplings' conditioners.
         key: PRNG key.
-        spatial_dims: 1, 2 (images) or 3 (volumes).
+        spatial_dims: 1, 2 (images, default) or 3 (volumes).
+        cond_channels, cond_spatial: the condition, as in :class:`Glow`.
         permute: the couplings' permutation (default ``"full"``).
-        squeeze: ``"haar"`` (default, as the seed's package) or ``"space_to_depth"``.
-        backprop: ``"invertible"`` (default) or ``"autodiff"``.
+        squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
+            InvertibleNetworks.jl) or ``ij.layers.Squeeze``.
+        base: the base distribution (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
     Shapes: ``x``: ``(B, C, *spatial)`` -> ``z``: same, ``logdet``: ``(B,)``.
     """
 
     body: AbstractLayer
+    base: AbstractDistribution
+    backprop: AbstractBackprop
     in_channels: int = eqx.field(static=True)
     levels: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
+    cond_spatial: bool = eqx.field(static=True)
+    permute: str = eqx.field(static=True)
+    squeeze: type = eqx.field(static=True)
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
-                 permute: str = "full", squeeze: str = "haar", backprop: str = "invertible"):
-        check_options("MultiscaleHINT", spatial_dims, (1, 2, 3), permute=permute, squeeze=squeeze)
-        if levels < 1 or in_channels < 1:
-            raise ValueError(f"MultiscaleHINT needs levels >= 1 and in_channels >= 1, got {levels}, {in_channels}.")
+                 cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
+                 squeeze: type = HaarSqueeze, base=StandardNormal(), backprop=Invertible()):
+        name = "MultiscaleHINT"
+        check_spatial_dims(name, spatial_dims, (1, 2, 3))
+        check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
+        check_permute(name, permute)
+        check_layer_class(name, "squeeze", squeeze)
+        check_cond_channels(name, cond_channels)
 
-        def make_steps(channels, level, key):
-            return Stack(lambda k: hint_step(channels, hidden, spatial_dims, permute, key=k), depth, key=key)
+        def make_steps(channels, level_cond_channels, key):
+            make = lambda k: hint_step(channels, hidden, key=k, spatial_dims=spatial_dims, permute=permute,
+                                       cond_channels=level_cond_channels)
+            return Stack(make, depth, key=key)
 
-        self.body = multiscale(make_steps, in_channels, levels, spatial_dims, SQUEEZES[squeeze](), key=key)
-        self.in_channels, self.levels, self.depth = in_channels, levels, depth
-        self.hidden, self.spatial_dims = hidden, spatial_dims
-        self.backprop = _engine.check_mode(backprop)
+        self.body = multiscale(make_steps, in_channels, levels, spatial_dims, squeeze(), key=key,
+                               cond_channels=cond_channels, cond_spatial=cond_spatial)
+        self.base, self.backprop = check_flow_options(name, base, backprop)
+        self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
+        self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, bool(cond_spatial)
+        self.permute, self.squeeze = permute, squeeze
 
-    def _check_input(self, x, cond):
-        check_layout("MultiscaleHINT", x, self.in_channels, self.spatial_dims, divisible_by=2**self.levels)
-        check_cond("MultiscaleHINT", cond, x.shape[0], expected=False)
+    @property
+    def divisible_by(self) -> int:
+        return 2**self.levels

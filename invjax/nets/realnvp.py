@@ -1,89 +1,75 @@
-"""RealNVP for vectors (Dinh et al., 2017), and its conditional form."""
+"""RealNVP for vectors (Dinh et al., 2017), unconditional or conditional."""
 
 from __future__ import annotations
 
 import equinox as eqx
 import jax.random as jr
 
-from .. import _engine
-from .._checks import check_cond, check_layout
-from .._flow import AbstractFlow
+from .._backprop import AbstractBackprop, Invertible
+from .._distributions import AbstractDistribution, StandardNormal
+from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, AffineCoupling, Chain, Permute, Stack
+from ._options import check_cond_channels, check_positive
 
 
-def _realnvp_body(dim, depth, hidden, cond_dim, key):
-    if dim < 2:
-        raise ValueError(f"RealNVP needs dim >= 2 to split, got {dim}.")
-
-    def step(key):
-        k1, k2 = jr.split(key)
-        coupling = AffineCoupling(dim, hidden, 0, key=k2, cond_channels=cond_dim)
-        return Chain([ActNorm(dim), Permute(dim, key=k1), coupling])
-
-    return Stack(step, depth, key=key)
-
-
-class RealNVP(AbstractFlow):
+class RealNVP(AbstractNetwork):
     """``depth`` steps of ActNorm, a fixed random permutation and an affine coupling.
 
+    With ``cond_channels > 0`` every coupling's MLP also sees a condition ``(B, K)``: a
+    model of ``p(x | cond)``.
+
     Args:
-        dim: ``D``, the size of the vectors.
+        in_channels: ``C``, the size of the vectors (at least 2).
         depth: number of steps.
         hidden: width of the coupling MLPs.
         key: PRNG key.
-        backprop: ``"invertible"`` (default) or ``"autodiff"``.
+        cond_channels: ``K``, the size of the condition vectors; 0 (default) for none.
+        base: the base distribution (default ``ij.StandardNormal()``).
+        backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
-    Shapes: ``x``: ``(B, D)`` -> ``z``: ``(B, D)``, ``logdet``: ``(B,)``.
+    Shapes: ``x``: ``(B, C)``, ``cond``: ``(B, K)`` -> ``z``: ``(B, C)``, ``logdet``: ``(B,)``.
 
     Example:
         >>> import jax, invjax as ij
-        >>> flow = ij.nets.RealNVP(dim=2, depth=4, hidden=32, key=jax.random.key(0))
+        >>> flow = ij.nets.RealNVP(in_channels=2, depth=4, hidden=32, key=jax.random.key(0))
         >>> flow.sample(jax.random.key(1), (5, 2)).shape
         (5, 2)
     """
 
     body: AbstractLayer
-    dim: int = eqx.field(static=True)
+    base: AbstractDistribution
+    backprop: AbstractBackprop
+    in_channels: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
+    cond_channels: int = eqx.field(static=True)
 
-    def __init__(self, dim: int, depth: int, hidden: int, *, key, backprop: str = "invertible"):
-        self.body = _realnvp_body(dim, depth, hidden, 0, key)
-        self.dim, self.depth, self.hidden = dim, depth, hidden
-        self.backprop = _engine.check_mode(backprop)
+    def __init__(self, in_channels: int, depth: int, hidden: int, *, key, cond_channels: int = 0,
+                 base=StandardNormal(), backprop=Invertible()):
+        check_positive("RealNVP", depth=depth, hidden=hidden)
+        if not isinstance(in_channels, int) or in_channels < 2:
+            raise ValueError(f"RealNVP needs in_channels >= 2 to split, got {in_channels!r}.")
+        check_cond_channels("RealNVP", cond_channels)
 
-    def _check_input(self, x, cond):
-        check_layout("RealNVP", x, self.dim, 0)
-        check_cond("RealNVP", cond, x.shape[0], expected=False)
+        def step(key):
+            k1, k2 = jr.split(key)
+            coupling = AffineCoupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels)
+            return Chain([ActNorm(in_channels), Permute(in_channels, key=k1), coupling])
 
+        self.body = Stack(step, depth, key=key)
+        self.base, self.backprop = check_flow_options("RealNVP", base, backprop)
+        self.in_channels, self.depth, self.hidden, self.cond_channels = in_channels, depth, hidden, cond_channels
 
-class ConditionalRealNVP(AbstractFlow):
-    """RealNVP for ``p(x | cond)``: every coupling's MLP also sees ``cond``.
+    # Vectors only, with a vector condition.
+    @property
+    def spatial_dims(self) -> int:
+        return 0
 
-    Args:
-        dim: ``D``; cond_dim: ``K``; depth, hidden, key, backprop as :class:`RealNVP`.
+    @property
+    def divisible_by(self) -> int:
+        return 1
 
-    Shapes: ``x``: ``(B, D)``, ``cond``: ``(B, K)`` -> ``z``: ``(B, D)``,
-    ``logdet``: ``(B,)``. ``cond`` is the last argument of every method.
-    """
-
-    body: AbstractLayer
-    dim: int = eqx.field(static=True)
-    cond_dim: int = eqx.field(static=True)
-    depth: int = eqx.field(static=True)
-    hidden: int = eqx.field(static=True)
-    backprop: str = eqx.field(static=True)
-
-    def __init__(self, dim: int, cond_dim: int, depth: int, hidden: int, *, key, backprop: str = "invertible"):
-        if cond_dim < 1:
-            raise ValueError(f"ConditionalRealNVP needs cond_dim >= 1, got {cond_dim}.")
-        self.body = _realnvp_body(dim, depth, hidden, cond_dim, key)
-        self.dim, self.cond_dim, self.depth, self.hidden = dim, cond_dim, depth, hidden
-        self.backprop = _engine.check_mode(backprop)
-
-    def _check_input(self, x, cond):
-        check_layout("ConditionalRealNVP", x, self.dim, 0)
-        check_cond("ConditionalRealNVP", cond, x.shape[0], expected=True)
-        check_layout("ConditionalRealNVP", cond, self.cond_dim, 0, what="cond")
+    @property
+    def cond_spatial(self) -> bool:
+        return False

@@ -8,10 +8,11 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._distributions import AbstractDistribution
 from .._flow import AbstractFlow
 
 
-class Summarized(eqx.Module):
+class Summarized(AbstractFlow):
     """``flow`` conditioned on ``summary(y)``: learn ``p(x | y)`` from raw observations.
 
     ``summary`` is any Equinox module (or callable pytree) that maps *one* observation to
@@ -21,7 +22,7 @@ class Summarized(eqx.Module):
     returns the cotangent of the condition).
 
     Args:
-        flow: a conditional flow (``ConditionalGlow``, ``ConditionalRealNVP``,
+        flow: a conditional flow (``Glow``, ``RealNVP``, ``HINT`` with ``cond_channels > 0``,
             ``ConditionalHINT``, ... or ``Flow(body, conditional=True)``).
         summary: ``y_i -> c_i`` for one sample; ``c_i`` must have the shape the flow's
             ``cond`` has per sample.
@@ -32,7 +33,7 @@ class Summarized(eqx.Module):
     Example:
         >>> import jax, equinox as eqx, invjax as ij
         >>> k1, k2 = jax.random.split(jax.random.key(0))
-        >>> flow = ij.nets.ConditionalRealNVP(2, 4, depth=2, hidden=16, key=k1)
+        >>> flow = ij.nets.RealNVP(2, depth=2, hidden=16, cond_channels=4, key=k1)
         >>> summary = eqx.nn.MLP(10, 4, width_size=16, depth=1, key=k2)
         >>> model = ij.nets.Summarized(flow, summary)
         >>> model.log_prob(jax.numpy.zeros((8, 2)), jax.numpy.zeros((8, 10))).shape
@@ -41,6 +42,11 @@ class Summarized(eqx.Module):
 
     flow: AbstractFlow
     summary: Callable
+
+    @property
+    def base(self) -> AbstractDistribution:
+        """The flow's base distribution."""
+        return self.flow.base
 
     def __init__(self, flow: AbstractFlow, summary: Callable):
         if not isinstance(flow, AbstractFlow):
@@ -71,22 +77,6 @@ class Summarized(eqx.Module):
     def inverse_and_log_det(self, z: Float[Array, "B ..."], y: Array):
         """``(x, log|det dx/dz|)`` given ``summary(y)``."""
         return self.flow.inverse_and_log_det(z, self._cond(y, z.shape[0]))
-
-    def inverse(self, z: Float[Array, "B ..."], y: Array) -> Array:
-        """``x`` such that ``forward(x, y)[0] == z``."""
-        return self.inverse_and_log_det(z, y)[0]
-
-    def log_prob(self, x: Float[Array, "B ..."], y: Array) -> Float[Array, " B"]:
-        """``log p(x | y)`` per sample."""
-        return self.flow.log_prob(x, self._cond(y, x.shape[0]))
-
-    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...], y: Array) -> Array:
-        """Posterior samples ``x ~ p(x | y)``, one per row of ``y`` (``shape[0]`` rows)."""
-        return self.flow.sample(key, shape, self._cond(y, shape[0]))
-
-    def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], y: Array):
-        """``(x, log q(x | y))`` from one inverse pass."""
-        return self.flow.sample_and_log_prob(key, shape, self._cond(y, shape[0]))
 
     def initialize(self, x: Float[Array, "B ..."], y: Array) -> Summarized:
         """ActNorm data initialisation of the flow on ``(x, summary(y))``; returns a new model."""

@@ -1,4 +1,7 @@
-"""Lane: tag a layer as part of one lane of a two-lane (joint ``(x, y)``) network."""
+"""Lane: tag a layer as part of one lane of a two-lane (joint ``(x, y)``) network.
+
+An internal of the joint flows (:mod:`invjax.nets.conditional_hint`), not a public layer.
+"""
 
 from __future__ import annotations
 
@@ -30,37 +33,46 @@ class Lane(AbstractLayer):
     active: bool = eqx.field(static=True, default=True)
     counts: bool = eqx.field(static=True, default=True)
 
-    def _apply(self, method, v, cond):
+    def _with(self, inner):
+        return eqx.tree_at(lambda s: s.inner, self, inner)
+
+    def _apply(self, apply, v):
         if not self.active:
             return v, batch_logdet(0.0, v)
-        v, logdet = getattr(self.inner, method)(v, cond)
+        v, logdet = apply(self.inner, v)
         return v, logdet if self.counts else jnp.zeros_like(logdet)
 
     def forward(self, x, cond=None):
-        return self._apply("forward", x, cond)
+        return self._apply(lambda inner, v: inner.forward(v, cond), x)
 
     def inverse_and_log_det(self, y, cond=None):
-        return self._apply("inverse_and_log_det", y, cond)
+        return self._apply(lambda inner, v: inner.inverse_and_log_det(v, cond), y)
 
-    def _walk(self, method, value, dvalue, dlogdet, cond):
+    def _walk(self, pull, value, dvalue, dlogdet):
         if not self.active:
             return value, dvalue, self, None  # no parameters: the cotangent is empty
         if not self.counts:
             dlogdet = jnp.zeros_like(dlogdet)
-        value, dvalue, dinner, dcond = getattr(self.inner, method)(value, dvalue, dlogdet, cond)
-        return value, dvalue, eqx.tree_at(lambda s: s.inner, self, dinner), dcond
+        value, dvalue, dinner, dcond = pull(self.inner, dlogdet)
+        return value, dvalue, self._with(dinner), dcond
 
     def backward(self, y, dy, dlogdet, cond=None):
-        return self._walk("backward", y, dy, dlogdet, cond)
+        return self._walk(lambda inner, dl: inner.backward(y, dy, dl, cond), y, dy, dlogdet)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        return self._walk("inverse_backward", x, dx, dlogdet, cond)
+        return self._walk(lambda inner, dl: inner.inverse_backward(x, dx, dl, cond), x, dx, dlogdet)
 
     def initialize(self, x, cond=None):
         if not self.active:
             return self, x
         inner, y = self.inner.initialize(x, cond)
-        return eqx.tree_at(lambda s: s.inner, self, inner), y
+        return self._with(inner), y
+
+    def initialize_inverse(self, y, cond=None):
+        if not self.active:
+            return self, y
+        inner, x = self.inner.initialize_inverse(y, cond)
+        return self._with(inner), x
 
 
 def set_lanes(body, lane: str, *, active: bool | None = None, counts: bool | None = None):
