@@ -28,7 +28,8 @@ K = jr.key(0)
 # name: (depth -> flow, x shape, cond shape or None)
 NETWORKS = {
     "RealNVP (D=16)": (lambda d: ij.nets.RealNVP(16, d, 64, key=K), (64, 16), None),
-    "RealNVP, conditional (D=16, K=4)": (lambda d: ij.nets.RealNVP(16, d, 64, cond_channels=4, key=K), (64, 16), (64, 4)),
+    "RealNVP, conditional (D=16, K=4)": (
+        lambda d: ij.nets.RealNVP(16, d, 64, cond_channels=4, key=K), (64, 16), (64, 4)),
     "Glow (3 levels, 1x32x32)": (lambda d: ij.nets.Glow(1, 3, d, 16, key=K), (4, 1, 32, 32), None),
     "Glow, conditional (2 levels, map cond)": (
         lambda d: ij.nets.Glow(1, 2, d, 16, cond_channels=1, cond_spatial=True, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
@@ -40,7 +41,8 @@ NETWORKS = {
     "ConditionalHINT (x, y: 2x32x32)": (
         lambda d: ij.nets.ConditionalHINT(2, d, 16, cond_channels=2, key=K), (4, 2, 32, 32), (4, 2, 32, 32)),
     "MultiscaleConditionalHINT (2 levels)": (
-        lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 16, cond_channels=1, key=K), (4, 1, 32, 32), (4, 1, 32, 32)),
+        lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 16, cond_channels=1, key=K),
+        (4, 1, 32, 32), (4, 1, 32, 32)),
 }
 
 

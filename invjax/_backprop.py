@@ -59,6 +59,8 @@ class Autodiff(AbstractBackprop):
 
 def check_backprop(name: str, backprop) -> AbstractBackprop:
     if not isinstance(backprop, AbstractBackprop):
-        hint = f" Use ij.{'Autodiff' if backprop == 'autodiff' else 'Invertible'}()." if isinstance(backprop, str) else ""
+        hint = ""
+        if isinstance(backprop, str):
+            hint = f" Use ij.{'Autodiff' if backprop == 'autodiff' else 'Invertible'}()."
         raise ValueError(f"{name}: backprop must be ij.Invertible() or ij.Autodiff(), got {backprop!r}.{hint}")
     return backprop

@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import math
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray

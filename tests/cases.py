@@ -79,8 +79,14 @@ CASES = {
         (2, 1, 2, 2, 2),
         (2, 1, 2, 2, 2),
     ),
-    "on_channels_middle_vector": (lambda k: _flow(L.OnChannels(L.AffineCoupling(2, 4, spatial_dims=0, key=k), 1, 3)), (3, 4)),
-    "hint_coupling_vector_lower": (lambda k: _flow(L.HINTCoupling(6, 8, spatial_dims=0, key=k, permute="lower")), (3, 6)),
+    "on_channels_middle_vector": (
+        lambda k: _flow(L.OnChannels(L.AffineCoupling(2, 4, spatial_dims=0, key=k), 1, 3)),
+        (3, 4),
+    ),
+    "hint_coupling_vector_lower": (
+        lambda k: _flow(L.HINTCoupling(6, 8, spatial_dims=0, key=k, permute="lower")),
+        (3, 6),
+    ),
     "hint_coupling_image_both": (lambda k: _flow(L.HINTCoupling(8, 4, key=k, permute="both")), (2, 8, 2, 2)),
     "hint_coupling_volume_full_cond": (
         lambda k: _flow(L.HINTCoupling(3, 4, spatial_dims=3, key=k, permute="full", cond_channels=2), conditional=True),
@@ -113,7 +119,11 @@ CASES = {
         (3, 2),
         (3, 3),
     ),
-    "conditional_hint_image": (lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k), (2, 2, 2, 2), (2, 2, 2, 2)),
+    "conditional_hint_image": (
+        lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k),
+        (2, 2, 2, 2),
+        (2, 2, 2, 2),
+    ),
     "multiscale_conditional_hint_image": (
         lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 2, 4, cond_channels=1, key=k),
         (2, 1, 4, 4),
@@ -139,7 +149,11 @@ NETWORKS = {
     "hint": (lambda d: ij.nets.HINT(4, d, 8, key=_KEY), (2, 4, 8, 8), None),
     "multiscale_hint": (lambda d: ij.nets.MultiscaleHINT(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
     "hyperbolic": (lambda d: ij.nets.Hyperbolic(1, 2, d, 8, key=_KEY), (2, 1, 8, 8), None),
-    "conditional_hint": (lambda d: ij.nets.ConditionalHINT(2, d, 8, cond_channels=2, key=_KEY), (2, 2, 8, 8), (2, 2, 8, 8)),
+    "conditional_hint": (
+        lambda d: ij.nets.ConditionalHINT(2, d, 8, cond_channels=2, key=_KEY),
+        (2, 2, 8, 8),
+        (2, 2, 8, 8),
+    ),
     "multiscale_conditional_hint": (
         lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 8, cond_channels=1, key=_KEY),
         (2, 1, 8, 8),

@@ -13,6 +13,7 @@ REALNVP = ij.nets.RealNVP(4, 1, 8, key=KEY)
 CGLOW = ij.nets.Glow(1, 1, 1, 4, cond_channels=2, key=KEY, cond_spatial=True)
 CREALNVP = ij.nets.RealNVP(4, 1, 8, cond_channels=3, key=KEY)
 X = jnp.zeros((2, 1, 4, 4))
+X4 = jnp.zeros((2, 2, 4, 4))
 CHINT = ij.nets.ConditionalHINT(2, 1, 4, cond_channels=3, key=KEY)
 MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=KEY)
 HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
@@ -96,8 +97,8 @@ HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
         (lambda: HYPERBOLIC.log_prob(jnp.zeros((2, 1, 8, 8)), jnp.zeros((2, 1))), r"unconditional"),
         (lambda: ij.nets.ConditionalHINT(1, 1, 4, cond_channels=3, key=KEY), r"in_channels and cond_channels >= 2"),
         (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4))), r"cond is required"),
-        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 2, 4, 4))), r"expected cond of shape \(B, 3, 4, 4\)"),
-        (lambda: CHINT.log_prob(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 3, 2, 2))), r"spatial sizes of x\); got shape \(2, 3, 2, 2\)"),
+        (lambda: CHINT.log_prob(X4, jnp.zeros((2, 2, 4, 4))), r"expected cond of shape \(B, 3, 4, 4\)"),
+        (lambda: CHINT.log_prob(X4, jnp.zeros((2, 3, 2, 2))), r"spatial sizes of x\); got shape \(2, 3, 2, 2\)"),
         (lambda: CHINT.sample(KEY, (2, 2, 4, 4), jnp.zeros((3, 3, 4, 4))), r"batch size of the input \(2\)"),
         (lambda: CHINT.forward_y(jnp.zeros((2, 3))), r"expected y of shape"),
         (lambda: MSCHINT.log_prob(jnp.zeros((2, 1, 6, 6)), jnp.zeros((2, 1, 6, 6))), r"divisible by 4"),

@@ -214,7 +214,8 @@ class AdditiveCoupling(AbstractCoupling):
         split: int | None = None,
     ):
         half = check_split("AdditiveCoupling", in_channels, spatial_dims, split)
-        self.in_channels, self.spatial_dims, self.cond_channels, self.split = in_channels, spatial_dims, cond_channels, half
+        self.in_channels, self.spatial_dims = in_channels, spatial_dims
+        self.cond_channels, self.split = cond_channels, half
         if conditioner is None:
             conditioner = default_conditioner(half + cond_channels, in_channels - half, hidden, spatial_dims, key=key)
         self.conditioner = conditioner

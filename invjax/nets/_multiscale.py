@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.random as jr
 
 from .._layer import AbstractLayer
-from ..layers import Chain, Conjugate, FactorOut, Invert, MapCond, Permute
+from ..layers import Chain, Conjugate, FactorOut, Invert, MapCond, Permute, Stack
 from ..layers.squeeze import space_to_depth
 
 
@@ -19,9 +19,10 @@ def _kept_first(lanes):
     return kept + out
 
 
-def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
+def multiscale(make_step, channels, levels: int, depth: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
                cond_channels: int = 0, cond_spatial: bool = False) -> AbstractLayer:
-    """``levels`` scales: squeeze, ``make_steps(channels, cond_channels, key)``, factor out half.
+    """``levels`` scales: squeeze, a :class:`Stack` of ``depth`` steps
+    ``make_step(channels, cond_channels, key)``, factor out half.
 
     The last level keeps all its channels. Every level ends with the inverse squeeze, so
     the latent has the input's shape and the factored-out halves sit at their place in it.
@@ -30,7 +31,7 @@ def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: Ab
     the lanes concatenated along the channels (the conditional HINT's ``(y, x)``): a
     squeeze keeps the lanes apart (it maps channel ``c`` to ``c 2**n ... (c+1) 2**n - 1``),
     and half of *each* lane is factored out (a fixed reordering, conjugated around the
-    split, brings the kept halves together). ``make_steps`` gets the squeezed channels in
+    split, brings the kept halves together). ``make_step`` gets the squeezed channels in
     the same form, and the condition's channels at that level: a feature-map condition
     (``cond_spatial``) is squeezed along with each level (:class:`~invjax.layers.MapCond`),
     so it has ``cond_channels * 2**(spatial_dims * (level + 1))`` channels there.
@@ -42,7 +43,8 @@ def multiscale(make_steps, channels, levels: int, spatial_dims: int, squeeze: Ab
     def level(i, lanes):
         lanes = tuple(c * 2**spatial_dims for c in lanes)
         k = cond_channels * 2 ** (spatial_dims * (i + 1)) if squeeze_cond else cond_channels
-        steps = make_steps(lanes[0] if single else lanes, k, keys[i])
+        sizes = lanes[0] if single else lanes
+        steps = Stack(lambda key: make_step(sizes, k, key), depth, key=keys[i])
         if i == levels - 1:
             chain = Chain([squeeze, steps, Invert(squeeze)])
         else:

@@ -230,12 +230,11 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
         check_layer_class(name, "squeeze", squeeze)
 
-        def make_steps(lanes, level_cond_channels, key):
+        def step(lanes, _, key):
             cy, cx = lanes
-            make = lambda k: conditional_hint_step(cx, cy, hidden, key=k, spatial_dims=spatial_dims)
-            return Stack(make, depth, key=key)
+            return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims)
 
-        self.body = multiscale(make_steps, (cond_channels, in_channels), levels, spatial_dims, squeeze(), key=key)
+        self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.cond_channels, self.spatial_dims, self.squeeze = cond_channels, spatial_dims, squeeze

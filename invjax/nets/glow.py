@@ -11,7 +11,7 @@ from .._checks import check_spatial_dims
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze, Stack
+from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
 
@@ -83,12 +83,11 @@ class Glow(AbstractNetwork):
         check_layer_class(name, "conv", conv)
         check_layer_class(name, "squeeze", squeeze)
 
-        def make_steps(channels, level_cond_channels, key):
-            make = lambda k: glow_step(channels, hidden, key=k, spatial_dims=spatial_dims, conv=conv,
-                                       cond_channels=level_cond_channels)
-            return Stack(make, depth, key=key)
+        def step(channels, level_cond_channels, key):
+            return glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
+                             cond_channels=level_cond_channels)
 
-        self.body = multiscale(make_steps, in_channels, levels, spatial_dims, squeeze(), key=key,
+        self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
                                cond_channels=cond_channels, cond_spatial=cond_spatial)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden

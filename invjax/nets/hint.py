@@ -128,12 +128,11 @@ class MultiscaleHINT(AbstractNetwork):
         check_layer_class(name, "squeeze", squeeze)
         check_cond_channels(name, cond_channels)
 
-        def make_steps(channels, level_cond_channels, key):
-            make = lambda k: hint_step(channels, hidden, key=k, spatial_dims=spatial_dims, permute=permute,
-                                       cond_channels=level_cond_channels)
-            return Stack(make, depth, key=key)
+        def step(channels, level_cond_channels, key):
+            return hint_step(channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
+                             cond_channels=level_cond_channels)
 
-        self.body = multiscale(make_steps, in_channels, levels, spatial_dims, squeeze(), key=key,
+        self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
                                cond_channels=cond_channels, cond_spatial=cond_spatial)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
 from .._distributions import AbstractDistribution
 from .._flow import AbstractFlow
