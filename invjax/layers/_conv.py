@@ -11,6 +11,10 @@ gradient). So :func:`conv_same` computes the convolution channels-last and gives
 custom JVP whose two linear parts are written so that their transposes, the reverse-mode
 gradients, come out as canonical NHWC/HWIO convolutions. Forward mode stays available
 (those convolutions are the slow kind, but correct).
+
+This is platform tuning, kept in this one file: the conditioners and hyperbolic layers
+call :func:`conv_same`, nothing else knows about layouts, and the rest of invjax would be
+unchanged if XLA laid out convolutions inside loops itself.
 """
 
 from __future__ import annotations

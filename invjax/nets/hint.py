@@ -95,7 +95,10 @@ class MultiscaleHINT(AbstractNetwork):
         hidden: hidden width of the couplings' conditioners.
         key: PRNG key.
         spatial_dims: 1, 2 (images, default) or 3 (volumes).
-        cond_channels, cond_spatial: the condition, as in :class:`Glow`.
+        cond_channels: ``K``; if positive every coupling also sees a condition (``p(x | cond)``).
+        cond_spatial: ``False`` (default) for a vector condition ``(B, K)``; ``True`` for a
+            feature map ``(B, K, *spatial)`` of the input's spatial sizes, squeezed along
+            with the levels.
         permute: the couplings' permutation (default ``"full"``).
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
             InvertibleNetworks.jl) or ``ij.layers.Squeeze``.
