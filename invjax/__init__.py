@@ -10,6 +10,7 @@ from ._flow import AbstractFlow, standard_normal_log_prob, with_backprop
 from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
+from ._step import make_step
 from ._vi import fit_vi, reverse_kl
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "fit_vi",
     "load",
     "load_metadata",
+    "make_step",
     "negative_log_likelihood",
     "save",
     "layers",
