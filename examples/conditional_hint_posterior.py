@@ -14,7 +14,6 @@ writes ``examples/out/conditional_hint_posterior.png``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import pathlib
 
 import jax
@@ -47,14 +46,14 @@ def main():
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--samples", type=int, default=4000)
     args = p.parse_args()
-    k_model, k_init, k_obs, k_post, k_train = jr.split(jr.key(0), 5)
+    k_model, k_init, k_obs, k_post = jr.split(jr.key(0), 4)
 
     flow = ij.nets.ConditionalHINT(2, 3, depth=args.depth, hidden=args.hidden, key=k_model, spatial_dims=0)
     flow = flow.initialize(*simulate(k_init, 1024))
     # Fresh simulated pairs every step, as an iterable of (x, y) batches; the loss is the
     # joint log-likelihood log p(x, y).
     draw = jax.jit(simulate, static_argnums=1)
-    pairs = (draw(jr.fold_in(k_train, i), 256) for i in itertools.count())
+    pairs = (draw(k, 256) for k in jr.split(jr.key(1), args.steps))
     flow, _ = train(flow, pairs, steps=args.steps, loss=lambda f, x, y: -jnp.mean(f.log_prob_joint(x, y)),
                     lr=2e-3, initialize=False, report=lambda nll: f"joint nll, last 50 steps: {nll:.3f}")
 
