@@ -93,7 +93,9 @@ def fit(
             ``initialize`` sees the transformed first batch (step 0's key); the
             validation loss and the reconstruction check apply it too, validation with
             one fixed key (``jax.random.fold_in(key, 2)``), so its values are comparable
-            across evaluations. The loss is computed on the transformed batch.
+            across evaluations. The loss is computed on the transformed batch. It may
+            create the condition (``cond`` is ``None`` going in), e.g. noisy
+            observations ``y`` of ``x`` for a conditional flow.
 
     Returns:
         ``(flow, history)``, ``history = {"train": [loss per step], "val": [(step, loss)]}``
