@@ -34,7 +34,7 @@ def main():
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--samples", type=int, default=64)
     args = p.parse_args()
-    k_data, k_model, k_test, k_post = jr.split(jr.key(0), 4)
+    k_data, k_model, _, k_test, k_post = jr.split(jr.key(0), 5)  # _: unused, keeps the data and test noise
     train_set, test_set = load(k_data)
 
     def noisy_pairs(key, x, cond):  # fit's transform: raw digits -> (dequantised x, noisy y), every step afresh
