@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -49,8 +50,12 @@ def main():
 
     flow = ij.nets.ConditionalHINT(2, 3, depth=args.depth, hidden=args.hidden, key=k_model, spatial_dims=0)
     flow = flow.initialize(*simulate(k_init, 1024))
-    flow = train(flow, lambda f, xy: -jnp.mean(f.log_prob_joint(*xy)), lambda k: simulate(k, 256), args.steps,
-                 lr=2e-3, report=lambda h: f"joint nll {sum(h) / len(h):.3f}")
+    # Fresh simulated pairs every step, as an iterable of (x, y) batches; the loss is the
+    # joint log-likelihood log p(x, y).
+    draw = jax.jit(simulate, static_argnums=1)
+    pairs = (draw(k, 256) for k in jr.split(jr.key(1), args.steps))
+    flow, _ = train(flow, pairs, steps=args.steps, loss=lambda f, x, y: -jnp.mean(f.log_prob_joint(x, y)),
+                    lr=2e-3, initialize=False, report=lambda nll: f"joint nll, last 50 steps: {nll:.3f}")
 
     _, observations = simulate(k_obs, 3)
     mean, cov = exact_posterior(observations)

@@ -12,6 +12,7 @@ from ._flow import AbstractFlow, with_backprop
 from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 from ._layer import AbstractLayer
+from ._step import make_step
 from ._vi import fit_vi, reverse_kl
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "layers",
     "load",
     "load_metadata",
+    "make_step",
     "negative_log_likelihood",
     "nets",
     "reconstruction_error",

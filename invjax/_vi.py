@@ -15,7 +15,8 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from ._fit import _default_optimizer, _make_step, _non_finite, _progress, _trainable
+from ._loop import train_loop
+from ._step import make_step
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -91,25 +92,19 @@ def fit_vi(
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
-    optimizer = optimizer or _default_optimizer()
-    opt_state = optimizer.init(_trainable(flow))
-    step = _make_step(lambda f, key, y: reverse_kl(f, key, log_target, shape, batch_size, y), optimizer)
+    init, step = make_step(lambda f, key, y: reverse_kl(f, key, log_target, shape, batch_size, y), optimizer)
+
+    def args(key):
+        while True:
+            key, draw, pick = jr.split(key, 3)
+            y = None
+            if observations is not None:
+                y = observations[np.asarray(jr.randint(pick, (batch_size,), 0, observations.shape[0]))]
+            yield draw, y
 
     history = {"train": []}
-    bar = _progress(range(steps), progress, total=steps, initial=0, desc="fit_vi")
-    for i in bar:
-        key, draw, pick = jr.split(key, 3)
-        y = None
-        if observations is not None:
-            y = observations[np.asarray(jr.randint(pick, (batch_size,), 0, observations.shape[0]))]
-        new_flow, new_state, value = step(flow, opt_state, draw, y)
-        value = float(value)
-        if _non_finite("fit_vi", value, i):
-            break
-        flow, opt_state = new_flow, new_state
-        history["train"].append(value)
-        if progress and (i % 10 == 0 or i + 1 == steps):
-            bar.set_postfix_str(f"KL+const {np.mean(history['train'][-50:]):.4g}", refresh=False)
+    flow, _ = train_loop(step, flow, init(flow), args(key), steps=steps, history=history, progress=progress,
+                         name="fit_vi", label="KL+const")
     return flow, history
 
 

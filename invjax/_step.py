@@ -1,0 +1,73 @@
+"""One optimisation step: ``make_step``, the default optimizer and the non-finite stop."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import equinox as eqx
+import optax
+
+
+def default_optimizer() -> optax.GradientTransformation:
+    """Adam(1e-3) after clipping the gradient's global norm at 10."""
+    return optax.chain(optax.clip_by_global_norm(10.0), optax.adam(1e-3))
+
+
+def trainable(flow):
+    """The floating-point arrays of ``flow``: what the optimizer updates."""
+    return eqx.filter(flow, eqx.is_inexact_array)
+
+
+def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = None):
+    """``(init, step)`` for a hand-written training loop: one jitted optax step of ``loss``.
+
+    ``fit`` and ``fit_vi`` are built on it. Anything the step needs per batch (a PRNG key
+    for dequantisation noise, a condition) is an argument of ``loss`` and is passed to
+    ``step``, so it is traced once and the whole step is compiled together.
+
+    Example:
+        ```python
+        loss = lambda f, key, x: -jnp.mean(f.log_prob(x + jr.uniform(key, x.shape) / 256))
+        init, step = ij.make_step(loss)
+        opt_state = init(flow)
+        for i, x in enumerate(batches):
+            flow, opt_state, value = step(flow, opt_state, jr.fold_in(key, i), x)
+        ```
+
+    Args:
+        loss: ``loss(flow, *args) -> scalar``, differentiated with respect to the
+            flow's floating-point arrays.
+        optimizer: an optax transformation; default Adam(1e-3) with gradient clipping
+            at 10.
+
+    Returns:
+        ``(init, step)``: ``init(flow) -> opt_state``, and
+        ``step(flow, opt_state, *args) -> (flow, opt_state, loss value)`` (jitted with
+        ``equinox.filter_jit``; the value is a scalar array, on the device).
+    """
+    optimizer = optimizer or default_optimizer()
+
+    def init(flow):
+        return optimizer.init(trainable(flow))
+
+    @eqx.filter_jit
+    def step(flow, opt_state, *args):
+        value, grads = eqx.filter_value_and_grad(loss)(flow, *args)
+        updates, opt_state = optimizer.update(grads, opt_state, trainable(flow))
+        return eqx.apply_updates(flow, updates), opt_state, value
+
+    return init, step
+
+
+def non_finite(name: str, value: float, step: int) -> bool:
+    """Warn (naming the step) and return True if the loss is NaN or infinite."""
+    if math.isfinite(value):
+        return False
+    warnings.warn(f"{name}: the loss became {value} at step {step}; stopping with the last finite-loss flow.",
+                  RuntimeWarning, stacklevel=4)
+    return True
+
+
+__all__ = ["make_step"]
