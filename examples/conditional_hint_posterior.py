@@ -48,7 +48,7 @@ def main():
     args = p.parse_args()
     k_model, k_init, k_obs, k_post = jr.split(jr.key(0), 4)
 
-    flow = ij.nets.ConditionalHINT(2, 3, depth=args.depth, hidden=args.hidden, key=k_model, spatial_dims=0)
+    flow = ij.nets.ConditionalHINT(2, args.depth, args.hidden, cond_channels=3, key=k_model, spatial_dims=0)
     flow = flow.initialize(*simulate(k_init, 1024))
     # Fresh simulated pairs every step, as an iterable of (x, y) batches; the loss is the
     # joint log-likelihood log p(x, y).

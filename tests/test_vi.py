@@ -35,7 +35,7 @@ def test_fit_vi_recovers_a_gaussian():
 
 def test_amortized_fit_vi_learns_a_posterior_for_every_observation():
     # p(x | y) ∝ N(x; y, 0.25 I): the posterior mean is the observation.
-    flow = ij.nets.ConditionalRealNVP(2, 2, depth=3, hidden=16, key=jr.key(0))
+    flow = ij.nets.RealNVP(2, depth=3, hidden=16, cond_channels=2, key=jr.key(0))
     ys = jr.normal(jr.key(3), (512, 2))
     log_target = lambda x, y: -2.0 * jnp.sum((x - y) ** 2, axis=1)
     flow, _ = ij.fit_vi(flow, log_target, (2,), ys, key=jr.key(1), steps=400, batch_size=64, progress=False)
@@ -50,7 +50,7 @@ def test_reverse_kl_gradient_matches_autodiff():
     # float64 (conftest): the two backward passes must agree to round-off.
     flow = perturb(ij.nets.RealNVP(2, depth=3, hidden=8, key=jr.key(0)), jr.key(1), 0.1)
     grad = eqx.filter_grad(lambda f: ij.reverse_kl(f, jr.key(2), gaussian_log_target, (2,), 16))
-    assert rel_err(grad(flow), grad(ij.with_backprop(flow, "autodiff"))) < 1e-8
+    assert rel_err(grad(flow), grad(ij.with_backprop(flow, ij.Autodiff()))) < 1e-8
 
 
 @pytest.mark.parametrize(
