@@ -42,7 +42,8 @@ def main():
         x = dequantize(k1, x)
         return x, observe(k2, x)
 
-    flow = ij.nets.MultiscaleConditionalHINT(1, levels=2, depth=args.depth, hidden=args.hidden, cond_channels=1, key=k_model)
+    flow = ij.nets.MultiscaleConditionalHINT(1, levels=2, depth=args.depth, hidden=args.hidden, cond_channels=1,
+                                             key=k_model)
     # Train on the posterior directly, -log p(x | y) (the joint objective, log_prob_joint,
     # works too); fit initialises ActNorm on the first transformed batch.
     flow, _ = train(flow, train_set, steps=args.steps, transform=noisy_pairs,
