@@ -9,6 +9,7 @@ against the layout it declares; every network in :mod:`invjax.nets` is one, and
 
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -150,6 +151,11 @@ class Flow(AbstractNetwork):
     backprop: AbstractBackprop
     conditional: bool = eqx.field(static=True)
 
+    in_channels: ClassVar[None] = None
+    spatial_dims: ClassVar[None] = None
+    divisible_by: ClassVar[int] = 1
+    cond_spatial: ClassVar[bool] = False
+
     def __init__(self, body: AbstractLayer, *, conditional: bool = False, base=StandardNormal(),
                  backprop=Invertible()):
         if not isinstance(body, AbstractLayer):
@@ -157,22 +163,6 @@ class Flow(AbstractNetwork):
         self.body = body
         self.conditional = bool(conditional)
         self.base, self.backprop = check_flow_options("Flow", base, backprop)
-
-    @property
-    def in_channels(self) -> None:
-        return None
-
-    @property
-    def spatial_dims(self) -> None:
-        return None
-
-    @property
-    def divisible_by(self) -> int:
-        return 1
-
-    @property
-    def cond_spatial(self) -> bool:
-        return False
 
     @property
     def cond_channels(self):

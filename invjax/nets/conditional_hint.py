@@ -2,6 +2,8 @@
 structure gives the posterior ``p(x | y)``; single-scale and multiscale."""
 
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
@@ -63,9 +65,8 @@ class AbstractJointFlow(AbstractFlow):
     spatial_dims: eqx.AbstractVar[int]
     divisible_by: eqx.AbstractVar[int]
 
-    @property
-    def cond_spatial(self) -> bool:
-        return True
+
+    cond_spatial: ClassVar[bool] = True
 
     def _check_lane(self, v, channels, what):
         check_layout(type(self).__name__, v, channels, self.spatial_dims, divisible_by=self.divisible_by, what=what)
@@ -174,6 +175,8 @@ class ConditionalHINT(AbstractJointFlow):
     cond_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
 
+    divisible_by: ClassVar[int] = 1
+
     def __init__(self, in_channels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, base=StandardNormal(), backprop=Invertible()):
         check_spatial_dims("ConditionalHINT", spatial_dims, (0, 1, 2, 3))
@@ -183,10 +186,6 @@ class ConditionalHINT(AbstractJointFlow):
         self.base, self.backprop = check_flow_options("ConditionalHINT", base, backprop)
         self.in_channels, self.depth, self.hidden = in_channels, depth, hidden
         self.cond_channels, self.spatial_dims = cond_channels, spatial_dims
-
-    @property
-    def divisible_by(self) -> int:
-        return 1
 
 
 class MultiscaleConditionalHINT(AbstractJointFlow):

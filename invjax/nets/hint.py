@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 
 from .._backprop import AbstractBackprop, Invertible
@@ -60,6 +62,8 @@ class HINT(AbstractNetwork):
     cond_spatial: bool = eqx.field(static=True)
     permute: str = eqx.field(static=True)
 
+    divisible_by: ClassVar[int] = 1
+
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
                  base=StandardNormal(), backprop=Invertible()):
@@ -76,10 +80,6 @@ class HINT(AbstractNetwork):
         self.base, self.backprop = check_flow_options("HINT", base, backprop)
         self.in_channels, self.depth, self.hidden, self.spatial_dims = in_channels, depth, hidden, spatial_dims
         self.cond_channels, self.cond_spatial, self.permute = cond_channels, cond_spatial, permute
-
-    @property
-    def divisible_by(self) -> int:
-        return 1
 
 
 class MultiscaleHINT(AbstractNetwork):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.random as jr
 
@@ -48,6 +50,9 @@ class Hyperbolic(AbstractNetwork):
     spatial_dims: int = eqx.field(static=True)
     alpha: float = eqx.field(static=True)
 
+    cond_channels: ClassVar[int] = 0
+    cond_spatial: ClassVar[bool] = False
+
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  alpha: float = 1.0, base=StandardNormal(), backprop=Invertible()):
         check_spatial_dims("Hyperbolic", spatial_dims, (1, 2, 3))
@@ -76,12 +81,3 @@ class Hyperbolic(AbstractNetwork):
     @property
     def divisible_by(self) -> int:
         return 2**self.levels
-
-    # Unconditional.
-    @property
-    def cond_channels(self) -> int:
-        return 0
-
-    @property
-    def cond_spatial(self) -> bool:
-        return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.random as jr
 
@@ -45,6 +47,10 @@ class RealNVP(AbstractNetwork):
     hidden: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
 
+    spatial_dims: ClassVar[int] = 0
+    divisible_by: ClassVar[int] = 1
+    cond_spatial: ClassVar[bool] = False
+
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, cond_channels: int = 0,
                  base=StandardNormal(), backprop=Invertible()):
         check_positive("RealNVP", depth=depth, hidden=hidden)
@@ -60,16 +66,3 @@ class RealNVP(AbstractNetwork):
         self.body = Stack(step, depth, key=key)
         self.base, self.backprop = check_flow_options("RealNVP", base, backprop)
         self.in_channels, self.depth, self.hidden, self.cond_channels = in_channels, depth, hidden, cond_channels
-
-    # Vectors only, with a vector condition.
-    @property
-    def spatial_dims(self) -> int:
-        return 0
-
-    @property
-    def divisible_by(self) -> int:
-        return 1
-
-    @property
-    def cond_spatial(self) -> bool:
-        return False
