@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 import time
 
@@ -15,7 +16,8 @@ from sklearn.datasets import load_digits
 import invjax as ij
 
 LEVELS_OF_GREY = 17  # digits pixels are integers 0..16
-OUT = pathlib.Path(__file__).parent / "out"
+# Pictures go to examples/out, or to $INVJAX_EXAMPLES_OUT (the tests run every script there).
+OUT = pathlib.Path(os.environ.get("INVJAX_EXAMPLES_OUT", pathlib.Path(__file__).parent / "out"))
 
 
 def load(key):
@@ -61,7 +63,7 @@ def train(flow, x, cond=None, *, steps, transform=None, loss=ij.negative_log_lik
 def save_figure(fig, name):
     """Write a matplotlib figure to ``examples/out/<name>`` and say so."""
     fig.tight_layout()
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     fig.savefig(OUT / name, dpi=110)
     print(f"wrote {OUT / name}")
 

@@ -1,6 +1,6 @@
 """An image posterior: denoising digits with a multiscale conditional HINT.
 
-    python examples/conditional_hint_denoising.py      # ~3 minutes on a laptop CPU
+    python examples/conditional_hint_denoising.py      # 138 s on a 2-core CPU (docs/examples/denoising.md)
 
 ``y = x + sigma * noise`` for 8x8 digits ``x``. The flow learns ``p(x | y)`` from pairs
 ``(x, y)``; for held-out noisy digits it draws posterior samples (one inverse pass each)

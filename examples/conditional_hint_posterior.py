@@ -1,6 +1,6 @@
 """Amortized posterior inference with a conditional HINT, checked against the exact answer.
 
-    python examples/conditional_hint_posterior.py      # ~1 minute on a laptop CPU
+    python examples/conditional_hint_posterior.py      # 85 s on a 2-core CPU (docs/examples/posterior.md)
 
 A linear-Gaussian inverse problem: ``x ~ N(0, I_2)``, ``y = A x + sigma * noise`` with
 ``y`` in R^3. The posterior ``p(x | y)`` is Gaussian with covariance

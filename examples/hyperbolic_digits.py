@@ -1,6 +1,6 @@
 """A hyperbolic (leapfrog) network on scikit-learn's digits.
 
-    python examples/hyperbolic_digits.py      # ~1 minute on a laptop CPU
+    python examples/hyperbolic_digits.py      # 56 s on a 2-core CPU (docs/examples/digits.md)
 
 Two scales: Haar squeeze, ActNorm, leapfrog layers that go down a scale and back up.
 Every layer but the ActNorm preserves volume, so this is a weaker density model than

@@ -1,6 +1,6 @@
 """Density estimation on two moons with RealNVP, trained by ``ij.fit``.
 
-    python examples/two_moons.py      # about a minute on a laptop CPU
+    python examples/two_moons.py      # 50 s on a 2-core CPU (docs/examples/two_moons.md)
 
 Prints the held-out negative log-likelihood (nats) and writes
 ``examples/out/two_moons.png``: the data, the learned density and samples.

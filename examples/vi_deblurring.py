@@ -1,6 +1,6 @@
 """Image deblurring by variational inference: a Glow trained by reverse KL, checked exactly.
 
-    python examples/vi_deblurring.py         # a few minutes on a laptop CPU
+    python examples/vi_deblurring.py         # 119 s on a 2-core CPU (docs/examples/vi.md)
 
 A digit ``x`` (8x8, grey levels scaled to [0, 1]) is blurred by a 3x3 Gaussian kernel and
 observed with noise: ``y = A x + sigma * noise``. The prior is a Gaussian fitted to the

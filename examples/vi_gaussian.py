@@ -1,6 +1,6 @@
 """Variational inference by reverse KL against a 2D Gaussian whose answer is known.
 
-    python examples/vi_gaussian.py        # ~20 s on a laptop CPU
+    python examples/vi_gaussian.py        # 25 s on a 2-core CPU (docs/examples/vi.md)
 
 The target is an unnormalised log-density, ``log p(x) = -(x - m)^T S^-1 (x - m) / 2``: no
 samples of it are needed. ``ij.fit_vi`` trains a RealNVP through its inverse (samples
