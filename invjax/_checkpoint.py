@@ -15,15 +15,34 @@ def save_checkpoint(path: str | os.PathLike, flow, opt_state, step: int, history
          metadata={"step": step, "train": history["train"], "val": history.get("val", [])})
 
 
-def load_checkpoint(path: str | os.PathLike | None, flow, opt_state):
+def load_checkpoint(path: str | os.PathLike | None, flow, opt_state, steps: int):
     """``(flow, opt_state, step, history)`` from ``path``, or ``None`` if there is none.
 
-    ``flow`` and ``opt_state`` give the structure to fill: this run's own, so nothing is
-    unpickled.
+    ``flow`` and ``opt_state`` give the structure to fill: this run's own, so the file's
+    structure is only compared with it. Nothing is written here, so a checkpoint that
+    cannot be resumed is left as it is.
+
+    Raises:
+        ValueError: the file is not a checkpoint of this model and optimizer (naming the
+            first array that differs), is damaged, or is at a step beyond ``steps``.
     """
     if path is None or not pathlib.Path(path).exists():
         return None
-    state = load(path, like={"flow": flow, "opt_state": opt_state})
-    meta = load_metadata(path)
-    history = {"train": list(meta["train"]), "val": [tuple(v) for v in meta["val"]]}
-    return state["flow"], state["opt_state"], meta["step"], history
+    try:
+        state = load(path, like={"flow": flow, "opt_state": opt_state})
+        meta = load_metadata(path)
+        step = meta["step"]
+        history = {"train": list(meta["train"]), "val": [tuple(v) for v in meta["val"]]}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"fit: cannot resume from the checkpoint {path} ({e}). The file is left as it is; to start afresh, "
+            f"pass another checkpoint= path or delete it."
+        ) from None
+    if step > steps:
+        raise ValueError(
+            f"fit: the checkpoint {path} is at step {step}, beyond steps={steps}; pass steps >= {step} to continue "
+            f"that run, or another checkpoint= path to start afresh. The file is left as it is."
+        )
+    return state["flow"], state["opt_state"], step, history
+
+

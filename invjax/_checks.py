@@ -7,6 +7,8 @@ was given.
 
 from __future__ import annotations
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 _AXES = {0: "D", 1: "W", 2: "H, W", 3: "D, H, W"}
@@ -32,6 +34,28 @@ def check_array(name: str, x, what: str = "x") -> None:
         raise ValueError(
             f"{name}: {what} must be batched, with shape (B, C, ...); got shape {tuple(x.shape)}."
         )
+
+
+def check_dtype(name: str, x, params, what: str = "x") -> None:
+    """``x`` must have the floating dtype of ``params`` (every inexact array in it).
+
+    A mix would otherwise fail deep inside ``lax.scan`` or a convolution (or silently
+    promote): the message says what to cast.
+    """
+    dtypes = {a.dtype for a in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))}
+    if not dtypes or dtypes == {x.dtype}:
+        return
+    if len(dtypes) > 1:
+        raise ValueError(
+            f"{name}: the parameters mix dtypes {sorted(map(str, dtypes))}; cast them to one, e.g. "
+            f"flow = jax.tree.map(lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, flow)."
+        )
+    (dtype,) = dtypes
+    raise ValueError(
+        f"{name}: {what} has dtype {x.dtype} but the parameters are {dtype}; cast the input, "
+        f"{what}.astype(jnp.{dtype}), or the flow: "
+        f"jax.tree.map(lambda a: a.astype(jnp.{x.dtype}) if eqx.is_inexact_array(a) else a, flow)."
+    )
 
 
 def check_layout(

@@ -128,11 +128,18 @@ def fit(
     if initialize:
         flow = flow.initialize(*prepare(jr.fold_in(noise_key, 0), *first))
     flow = replicate(flow)
-    init, step = make_step(lambda f, step_key, *batch: loss(f, *prepare(step_key, *batch)), optimizer)
+    # A stochastic summary network (dropout) draws a fresh key every step; evaluation runs it
+    # without one (inference mode).
+    stochastic = getattr(flow, "stochastic", False)
+    init, step = make_step(
+        lambda f, step_key, *batch: loss(f.with_key(jr.fold_in(step_key, 1)) if stochastic else f,
+                                         *prepare(step_key, *batch)),
+        optimizer,
+    )
     opt_state = replicate(init(flow))
     history = {"train": [], "val": []}
     start, stream = 0, itertools.chain([first], stream)
-    resumed = load_checkpoint(checkpoint, flow, opt_state)
+    resumed = load_checkpoint(checkpoint, flow, opt_state, steps)
     if resumed is not None:
         flow, opt_state, start, saved = resumed
         flow, opt_state = replicate(flow), replicate(opt_state)
@@ -145,7 +152,7 @@ def fit(
         for i, batch in enumerate(stream, start):
             if check_inputs and i > 0:
                 check_batch(i, batch, reference)
-            step_key = None if transform is None else jr.fold_in(noise_key, i)
+            step_key = None if transform is None and not stochastic else jr.fold_in(noise_key, i)
             yield (step_key, *place_batch(batch))
 
     monitors = []
@@ -172,6 +179,13 @@ def _prepare(transform):
 
 def _source(x, cond, batch_size, validation, split_key, shuffle_key):
     """The batch source and the validation pair (or ``None``) for arrays or an iterable."""
+    for name, value in (("x", x), ("cond", cond)):
+        if isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"fit: {name} is a Python {type(value).__name__}; pass an array (jnp.asarray({name}) for data with a "
+                f"batch axis first), or, for a sequence of ready-made batches, an iterator of (x, cond) pairs: "
+                f"iter(batches)."
+            )
     if not hasattr(x, "shape"):  # an iterable of batches
         if cond is not None:
             raise ValueError("fit: with an iterable of batches, pass cond inside the batches, not as cond=.")

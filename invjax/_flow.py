@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._backprop import AbstractBackprop, Invertible, check_backprop
-from ._checks import check_array, check_cond, check_layout
+from ._checks import check_array, check_cond, check_dtype, check_layout
 from ._distributions import AbstractDistribution, StandardNormal, check_base
 from ._layer import AbstractLayer
 from ._strict import AbstractStrictModule
@@ -31,6 +31,19 @@ class AbstractFlow(AbstractStrictModule):
     ``eqx.filter_grad``) go through the invertible backward unless the flow was made with
     ``backprop=ij.Autodiff()`` (or switched by :func:`invjax.with_backprop`).
 
+    **Forward mode.** The invertible backward is a ``custom_vjp``, which JAX differentiates
+    in reverse mode only: ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian`` and ``jax.linearize``
+    of these methods fail with JAX's "can't apply forward-mode autodiff (jvp) to a
+    custom_vjp function". Call them on ``ij.with_backprop(flow, ij.Autodiff())`` (the same
+    parameters, plain autodiff, which stores activations); Hessian-vector products also
+    work under the invertible backward as reverse-over-reverse:
+
+    ```python
+    plain = ij.with_backprop(flow, ij.Autodiff())
+    jac = jax.jacfwd(lambda x: plain.log_prob(x).sum())(x)
+    hvp = jax.grad(lambda x: jnp.vdot(jax.grad(lambda x: flow.log_prob(x).sum())(x), v))(x)
+    ```
+
     Subclasses implement ``forward``, ``inverse_and_log_det`` and ``initialize``, and hold
     a ``base``; the rest follows from those.
     """
@@ -39,11 +52,19 @@ class AbstractFlow(AbstractStrictModule):
 
     @abc.abstractmethod
     def forward(self, x: Float[Array, "B ..."], cond=None) -> tuple[Array, Float[Array, " B"]]:
-        """``(z, logdet)``: the latent (shape of ``x``) and ``log|det dz/dx|`` per sample."""
+        """``(z, logdet)``: the latent (shape of ``x``) and ``log|det dz/dx|`` per sample.
+
+        Differentiable in reverse mode; for ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian`` or
+        ``jax.linearize`` call it on ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
 
     @abc.abstractmethod
     def inverse_and_log_det(self, z: Float[Array, "B ..."], cond=None) -> tuple[Array, Float[Array, " B"]]:
-        """``(x, log|det dx/dz|)``, the inverse map and its log-determinant."""
+        """``(x, log|det dx/dz|)``, the inverse map and its log-determinant.
+
+        Differentiable in reverse mode; for forward mode call it on
+        ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
 
     @abc.abstractmethod
     def initialize(self, x: Float[Array, "B ..."], cond=None) -> "AbstractFlow":
@@ -53,20 +74,37 @@ class AbstractFlow(AbstractStrictModule):
         """
 
     def inverse(self, z: Float[Array, "B ..."], cond=None) -> Float[Array, "B ..."]:
-        """``x`` such that ``forward(x)[0] == z``."""
+        """``x`` such that ``forward(x)[0] == z``.
+
+        Differentiable in reverse mode; for forward mode call it on
+        ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
         return self.inverse_and_log_det(z, cond)[0]
 
     def log_prob(self, x: Float[Array, "B ..."], cond=None) -> Float[Array, " B"]:
-        """``log p(x) = base.log_prob(z) + logdet``, per sample."""
+        """``log p(x) = base.log_prob(z) + logdet``, per sample.
+
+        Differentiable in reverse mode, also twice (Hessian-vector products as
+        reverse-over-reverse); for ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian`` or
+        ``jax.linearize`` call it on ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
         z, logdet = self.forward(x, cond)
         return self.base.log_prob(z) + logdet
 
     def sample(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None) -> Array:
-        """Draw ``x = inverse(z)``, ``z ~ base`` of ``shape`` (batch first)."""
+        """Draw ``x = inverse(z)``, ``z ~ base`` of ``shape`` (batch first).
+
+        Differentiable in reverse mode; for forward mode call it on
+        ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
         return self.inverse(self.base.sample(key, tuple(shape), self.dtype), cond)
 
     def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None):
-        """``(x, log q(x))`` from one inverse pass: ``log q = base.log_prob(z) - log|det dx/dz|``."""
+        """``(x, log q(x))`` from one inverse pass: ``log q = base.log_prob(z) - log|det dx/dz|``.
+
+        Differentiable in reverse mode; for forward mode call it on
+        ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
+        """
         z = self.base.sample(key, tuple(shape), self.dtype)
         x, logdet = self.inverse_and_log_det(z, cond)
         return x, self.base.log_prob(z) - logdet
@@ -107,6 +145,9 @@ class AbstractNetwork(AbstractFlow):
             allowed = (0, 1, 2, 3) if self.spatial_dims is None else self.spatial_dims
             check_layout(name, x, self.in_channels, allowed, divisible_by=self.divisible_by)
         check_cond(name, cond, x, self.cond_channels, self.cond_spatial)
+        check_dtype(name, x, self)
+        if cond is not None:
+            check_dtype(name, cond, self, "cond")
 
     def forward(self, x, cond=None):
         self._check_input(x, cond)
