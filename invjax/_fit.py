@@ -19,7 +19,7 @@ from ._batches import array_batches, check_batch, describe, iterable_batches, sp
 from ._checkpoint import load_checkpoint
 from ._devices import data_parallel
 from ._loop import EarlyStopping, checkpoint_monitor, reconstruction_monitor, train_loop
-from ._step import make_step
+from ._step import make_step, with_step_key
 
 
 def negative_log_likelihood(flow, x, cond=None):
@@ -132,9 +132,7 @@ def fit(
     # without one (inference mode).
     stochastic = getattr(flow, "stochastic", False)
     init, step = make_step(
-        lambda f, step_key, *batch: loss(f.with_key(jr.fold_in(step_key, 1)) if stochastic else f,
-                                         *prepare(step_key, *batch)),
-        optimizer,
+        lambda f, step_key, *batch: loss(with_step_key(f, step_key), *prepare(step_key, *batch)), optimizer
     )
     opt_state = replicate(init(flow))
     history = {"train": [], "val": []}

@@ -39,6 +39,11 @@ class AbstractFlow(AbstractStrictModule):
     work under the invertible backward as reverse-over-reverse:
 
     ```python
+    import jax, jax.numpy as jnp, invjax as ij
+
+    flow = ij.nets.RealNVP(in_channels=2, depth=2, hidden=8, key=jax.random.key(0))
+    x, v = jnp.ones((3, 2)), jnp.ones((3, 2))
+
     plain = ij.with_backprop(flow, ij.Autodiff())
     jac = jax.jacfwd(lambda x: plain.log_prob(x).sum())(x)
     hvp = jax.grad(lambda x: jnp.vdot(jax.grad(lambda x: flow.log_prob(x).sum())(x), v))(x)

@@ -117,13 +117,17 @@ def load(path: str | os.PathLike, like=None):
 
     Example:
         ```python
+        import jax, invjax as ij
+
+        flow = ij.nets.RealNVP(in_channels=2, depth=2, hidden=8, key=jax.random.key(0))
         ij.save("flow.eqx", flow)
-        flow = ij.load("flow.eqx")
-        model = ij.load("model.eqx", like=model)   # a model holding your own modules
+        flow = ij.load("flow.eqx")              # rebuilt from the file's data
+        flow = ij.load("flow.eqx", like=flow)   # read into a structure you have
         ```
     """
     header, leaves = _read(path)
-    if like is None:
+    given = like is not None
+    if not given:
         if header["structure"] is None:
             raise ValueError(
                 f"load: {path} holds the arrays but not the structure, which a file cannot describe "
@@ -133,7 +137,7 @@ def load(path: str | os.PathLike, like=None):
             like = from_recipe(header["structure"])
         except ValueError as e:
             raise ValueError(f"load: {path} {e}; nothing was loaded.") from None
-    _check_like(path, header["arrays"], like)
+    _check_like(path, header["arrays"], like, "the model given as like=" if given else "its own structure")
     return _deserialise(path, leaves, like)
 
 
@@ -149,7 +153,7 @@ def _array_specs(model) -> list:
     return [[jax.tree_util.keystr(p), list(a.shape), str(a.dtype)] for p, a in flat]
 
 
-def _check_like(path, stored: list | None, like) -> None:
+def _check_like(path, stored: list | None, like, what: str) -> None:
     """``ValueError`` naming the first array whose path, shape or dtype differs."""
     if stored is None:
         return  # an INVJAX1 file: Equinox's own check below
@@ -157,11 +161,11 @@ def _check_like(path, stored: list | None, like) -> None:
     for mine, theirs in zip(expected, stored, strict=False):
         if mine != theirs:
             raise ValueError(
-                f"load: {path} does not match the model given as like=: array {theirs[0] or '(root)'} in the file is "
+                f"load: {path} does not match {what}: array {theirs[0] or '(root)'} in the file is "
                 f"{_spec(theirs)}, the model has {mine[0] or '(root)'} {_spec(mine)}."
             )
     if len(expected) != len(stored):
-        raise ValueError(f"load: {path} holds {len(stored)} arrays, the model given as like= has {len(expected)}.")
+        raise ValueError(f"load: {path} holds {len(stored)} arrays, {what} has {len(expected)}.")
 
 
 def _spec(entry) -> str:

@@ -139,9 +139,12 @@ def from_recipe(recipe):
     body = recipe[kind]
     if kind == "array":
         try:
-            return jax.ShapeDtypeStruct(tuple(int(n) for n in body["shape"]), jnp.dtype(body["dtype"]))
+            shape, dtype = tuple(int(n) for n in body["shape"]), jnp.dtype(body["dtype"])
         except (TypeError, KeyError, ValueError) as e:
             raise ValueError(f"has a malformed array entry {body!r:.80} ({e})") from None
+        if not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_) or min(shape, default=0) < 0:
+            raise ValueError(f"has an array entry of dtype {dtype} and shape {shape}, which no model holds")
+        return jax.ShapeDtypeStruct(shape, dtype)
     if kind == "float":
         return float(body)
     if kind == "scalar":

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 
 import equinox as eqx
+import jax
 import optax
 
 
@@ -29,6 +30,12 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
 
     Example:
         ```python
+        import jax.numpy as jnp, jax.random as jr, invjax as ij
+
+        flow = ij.nets.RealNVP(in_channels=2, depth=2, hidden=8, key=jr.key(0))
+        batches = jnp.split(jr.normal(jr.key(1), (256, 2)), 4)
+        key = jr.key(2)
+
         loss = lambda f, key, x: -jnp.mean(f.log_prob(x + jr.uniform(key, x.shape) / 256))
         init, step = ij.make_step(loss)
         opt_state = init(flow)
@@ -59,6 +66,15 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
         return eqx.apply_updates(flow, updates), opt_state, value
 
     return init, step
+
+
+def with_step_key(flow, key):
+    """``flow`` with a key for its stochastic parts (a summary network with dropout), else ``flow``.
+
+    Training calls it in every step with that step's key; evaluation never does, so a
+    trained model is deterministic (dropout off).
+    """
+    return flow.with_key(jax.random.fold_in(key, 1)) if getattr(flow, "stochastic", False) else flow
 
 
 def non_finite(name: str, value: float, step: int) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from ._loop import train_loop
-from ._step import make_step
+from ._step import make_step, with_step_key
 
 
 def _check_shape(shape) -> tuple[int, ...]:
@@ -92,7 +92,9 @@ def fit_vi(
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
-    init, step = make_step(lambda f, key, y: reverse_kl(f, key, log_target, shape, batch_size, y), optimizer)
+    init, step = make_step(
+        lambda f, key, y: reverse_kl(with_step_key(f, key), key, log_target, shape, batch_size, y), optimizer
+    )
 
     def args(key):
         while True:

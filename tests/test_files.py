@@ -101,23 +101,31 @@ def test_load_never_unpickles(tmp_path):
         {"function": "os:system"},
         {"module": "subprocess:Popen", "fields": {}},
         {"type": "builtins:eval"},
+        {"function": "side_effect_module:anything"},
+        {"module": "side_effect_module:Anything", "fields": {}},
         {"function": "invjax._io:<lambda>"},
         {"module": "invjax.nets.realnvp:RealNVP", "fields": {"unexpected": 1}},
         {"array": {"shape": [2], "dtype": "object"}},
         ["not", "a", "structure"],
     ],
 )
-def test_a_crafted_structure_is_refused(tmp_path, entry):
+def test_a_crafted_structure_is_refused(tmp_path, monkeypatch, entry):
+    """Names off the allow-list are refused before anything is imported: importing a module
+    runs its code (here a module on sys.path that creates a marker when imported)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "side_effect_module.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     flow = ij.nets.RealNVP(2, depth=2, hidden=4, key=jr.key(0))
     path = ij.save(tmp_path / "flow.eqx", flow)
     data = path.read_bytes()
     (size,) = struct.unpack("<Q", data[8:16])
     header = json.loads(data[16 : 16 + size])
-    header["structure"] = {"module": "invjax.nets.flow:Flow", "fields": {"body": entry}}
+    header["structure"]["fields"]["body"] = entry  # the RealNVP's body replaced
     header = json.dumps(header).encode()
     path.write_bytes(data[:8] + struct.pack("<Q", len(header)) + header + data[16 + size :])
-    with pytest.raises(ValueError, match=r"load: .*flow\.eqx"):
+    with pytest.raises(ValueError, match=r"load: .*flow\.eqx.*(allow-list|local object|fields|malformed|dtype)"):
         ij.load(path)
+    assert not marker.exists()
 
 
 def test_bad_files_raise_value_errors_naming_the_file(tmp_path):
