@@ -2,7 +2,10 @@
 
 A new layer joins the contract tests by one entry here: ``name: (make_flow(key), x_shape)``,
 or ``(make_flow(key), x_shape, cond_shape)`` for a conditional one. Layers are wrapped in
-:class:`invjax.nets.Flow` so they run through the engine.
+:class:`invjax.nets.Flow` so they run through the engine. Every network is a case in every
+dimensionality it supports, with two levels or more where it has levels
+(``test_cases_hold_every_network_in_every_dimensionality``); each case costs compile time in
+every contract test, so keep them tiny.
 """
 
 from __future__ import annotations
