@@ -2,7 +2,10 @@
 
 A new layer joins the contract tests by one entry here: ``name: (make_flow(key), x_shape)``,
 or ``(make_flow(key), x_shape, cond_shape)`` for a conditional one. Layers are wrapped in
-:class:`invjax.nets.Flow` so they run through the engine.
+:class:`invjax.nets.Flow` so they run through the engine. Every network is a case in every
+dimensionality it supports, with two levels or more where it has levels
+(``test_cases_hold_every_network_in_every_dimensionality``); each case costs compile time in
+every contract test, so keep them tiny.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ CASES = {
     "factor_out_image": (lambda k: _flow(L.FactorOut(L.AffineCoupling(2, 4, key=k), 2)), (2, 4, 2, 2)),
     "realnvp": (lambda k: ij.nets.RealNVP(4, 3, 8, key=k), (3, 4)),
     "glow_image": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
-    "glow_volume": (lambda k: ij.nets.Glow(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "glow_volume": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k, spatial_dims=3), (2, 1, 4, 4, 4)),
     "glow_signal": (lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, spatial_dims=1), (2, 2, 8)),
     "glow_householder_haar": (
         lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv=L.Conv1x1, squeeze=L.HaarSqueeze),
@@ -100,6 +103,9 @@ CASES = {
         (2, 16, 1, 1, 1),
     ),
     "hint_vector": (lambda k: ij.nets.HINT(6, 2, 8, key=k, spatial_dims=0), (3, 6)),
+    "hint_signal": (lambda k: ij.nets.HINT(2, 1, 4, key=k, spatial_dims=1), (2, 2, 4)),
+    "hint_image": (lambda k: ij.nets.HINT(2, 2, 4, key=k), (2, 2, 2, 2)),
+    "hint_volume": (lambda k: ij.nets.HINT(2, 1, 4, key=k, spatial_dims=3), (2, 2, 2, 2, 2)),
     "conditional_hint_net_vector_cond": (
         lambda k: ij.nets.HINT(4, 2, 4, key=k, spatial_dims=0, cond_channels=2),
         (3, 4),
@@ -111,13 +117,25 @@ CASES = {
         (2, 1, 4, 4),
     ),
     "multiscale_hint_image": (lambda k: ij.nets.MultiscaleHINT(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
-    "multiscale_hint_volume": (lambda k: ij.nets.MultiscaleHINT(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "multiscale_hint_signal": (lambda k: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=k, spatial_dims=1), (2, 1, 4)),
+    "multiscale_hint_volume": (lambda k: ij.nets.MultiscaleHINT(1, 2, 2, 4, key=k, spatial_dims=3), (2, 1, 4, 4, 4)),
+    "hyperbolic_signal": (lambda k: ij.nets.Hyperbolic(1, 2, 1, 4, key=k, spatial_dims=1), (2, 1, 4)),
     "hyperbolic_image": (lambda k: ij.nets.Hyperbolic(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
-    "hyperbolic_volume": (lambda k: ij.nets.Hyperbolic(1, 1, 2, 4, key=k, spatial_dims=3), (2, 1, 2, 2, 2)),
+    "hyperbolic_volume": (lambda k: ij.nets.Hyperbolic(1, 2, 2, 4, key=k, spatial_dims=3), (2, 1, 4, 4, 4)),
     "conditional_hint_vector": (
         lambda k: ij.nets.ConditionalHINT(2, 2, 8, cond_channels=3, key=k, spatial_dims=0),
         (3, 2),
         (3, 3),
+    ),
+    "conditional_hint_signal": (
+        lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k, spatial_dims=1),
+        (2, 2, 4),
+        (2, 2, 4),
+    ),
+    "conditional_hint_volume": (
+        lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k, spatial_dims=3),
+        (2, 2, 2, 2, 2),
+        (2, 2, 2, 2, 2),
     ),
     "conditional_hint_image": (
         lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k),
@@ -129,10 +147,15 @@ CASES = {
         (2, 1, 4, 4),
         (2, 1, 4, 4),
     ),
+    "multiscale_conditional_hint_signal": (
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=k, spatial_dims=1),
+        (2, 1, 4),
+        (2, 1, 4),
+    ),
     "multiscale_conditional_hint_volume": (
-        lambda k: ij.nets.MultiscaleConditionalHINT(1, 1, 1, 4, cond_channels=2, key=k, spatial_dims=3),
-        (2, 1, 2, 2, 2),
-        (2, 2, 2, 2, 2),
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=2, key=k, spatial_dims=3),
+        (2, 1, 4, 4, 4),
+        (2, 2, 4, 4, 4),
     ),
 }
 

@@ -27,24 +27,40 @@ def _loss(direction):
     return loss
 
 
+def _body_input(flow, x, cond):
+    """``(body, input, cond)`` of the flow's body: a joint flow runs its body on
+    ``concat([y, x], axis=1)`` without a condition."""
+    if isinstance(flow, ij.nets.AbstractJointFlow):
+        return flow.body, jnp.concatenate([cond, x], axis=1), None
+    return flow.body, x, cond
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_round_trip_inverse_log_det_and_initialize(name):
+def test_round_trip_inverse_log_det_backward_rebuilds_and_initialize(name):
     flow, x, cond = make(name, jr.key(0))
 
     @eqx.filter_jit  # one compilation for the whole contract of the maps
     def maps(flow, x, cond):
         z, logdet = flow.forward(x, cond)
         x_back, logdet_inverse = flow.inverse_and_log_det(z, cond)
+        # The backward passes rebuild the body's input (backward) and output (inverse_backward).
+        body, v, c = _body_input(flow, x, cond)
+        w, body_logdet = body.forward(v, c)
+        rebuilt = (body.backward(w, jnp.cos(w), jnp.ones_like(body_logdet), c)[0],
+                   body.inverse_backward(v, jnp.cos(v), jnp.ones_like(body_logdet), c)[0])
         # Data far from standardised, so initialisation must change every ActNorm.
         new = flow.initialize(3.0 + 2.0 * x, cond)
-        return z, logdet, x_back, logdet_inverse, new, new.inverse(new.forward(3.0 + 2.0 * x, cond)[0], cond)
+        x_back_new = new.inverse(new.forward(3.0 + 2.0 * x, cond)[0], cond)
+        return z, logdet, x_back, logdet_inverse, (v, w), rebuilt, new, x_back_new
 
-    z, logdet, x_back, logdet_inverse, new, x_back_new = maps(flow, x, cond)
+    z, logdet, x_back, logdet_inverse, (v, w), (v_rebuilt, w_rebuilt), new, x_back_new = maps(flow, x, cond)
     assert logdet.shape == x.shape[:1] and z.dtype == x.dtype and z.size == x.size
     if not isinstance(flow, ij.nets.Flow):  # networks keep the input's shape; squeezes do not
         assert z.shape == x.shape
     np.testing.assert_allclose(x_back, x, rtol=0, atol=1e-10)
     np.testing.assert_allclose(logdet_inverse, -logdet, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(v_rebuilt, v, rtol=0, atol=1e-10, err_msg="backward rebuilt a wrong input")
+    np.testing.assert_allclose(w_rebuilt, w, rtol=0, atol=1e-10, err_msg="inverse_backward rebuilt a wrong output")
 
     # initialize is part of every layer's contract: data-dependent initialisation reaches
     # every ActNorm, whatever wraps it (Invert, Stack, OnChannels, lanes, ...).
@@ -144,3 +160,57 @@ def test_joint_flow_factorises_into_posterior_and_y_lane(name):
     np.testing.assert_allclose(x_back, x, atol=1e-10)
     np.testing.assert_allclose(y_back, y, atol=1e-10)
     np.testing.assert_allclose(logdet_inv, -logdet, rtol=1e-10, atol=1e-10)
+
+
+def test_cases_hold_every_network_in_every_dimensionality():
+    """Every network is a case in every dimensionality it supports, with two levels or more
+    where it has levels (built abstractly: nothing is computed)."""
+    supported = {
+        ij.nets.RealNVP: {0},
+        ij.nets.Glow: {1, 2, 3},
+        ij.nets.HINT: {0, 1, 2, 3},
+        ij.nets.MultiscaleHINT: {1, 2, 3},
+        ij.nets.Hyperbolic: {1, 2, 3},
+        ij.nets.ConditionalHINT: {0, 1, 2, 3},
+        ij.nets.MultiscaleConditionalHINT: {1, 2, 3},
+    }
+    found = {network: set() for network in supported}
+    for build, *_ in CASES.values():
+        flow = eqx.filter_eval_shape(build, jr.key(0))
+        if type(flow) in found and getattr(flow, "levels", 2) >= 2:
+            found[type(flow)].add(flow.spatial_dims)
+    assert found == supported
+
+
+def _joint_losses(wx, wy):
+    """Scalar losses of each joint method, using every output nonlinearly."""
+
+    def score(u, v, logdet):
+        return jnp.sum(jnp.sin(u) * wx) + jnp.sum(jnp.sin(v) * wy) + jnp.sum(logdet**2) + jnp.sum(logdet)
+
+    return {
+        "forward_joint": lambda f, x, y: score(*f.forward_joint(x, y)),
+        "inverse_joint": lambda f, z_x, z_y: score(*f.inverse_joint(z_x, z_y)),
+        "log_prob_joint": lambda f, x, y: jnp.sum(jnp.sin(f.log_prob_joint(x, y))),
+        "forward_y": lambda f, x, y: score(jnp.zeros(()), *f.forward_y(y)),
+    }
+
+
+@pytest.mark.parametrize("name", ["conditional_hint_vector", "multiscale_conditional_hint_image"])
+def test_joint_methods_gradients_match_autodiff(name):
+    """Gradients (parameters, x and y) of forward_joint, inverse_joint, log_prob_joint and
+    forward_y: the invertible backward (both lanes' log-determinants) against autodiff."""
+    flow, x, y = make(name, jr.key(8))
+    losses = _joint_losses(jr.normal(jr.key(9), x.shape), jr.normal(jr.key(10), y.shape))
+
+    @eqx.filter_jit  # one compilation per way of differentiating, for all four methods
+    def grads(flow, x, y):
+        return {method: eqx.filter_grad(lambda a, f=loss: f(*a))((flow, x, y)) for method, loss in losses.items()}
+
+    invertible, plain = grads(flow, x, y), grads(ij.with_backprop(flow, ij.Autodiff()), x, y)
+    for method, reference in plain.items():
+        (g_flow, g_x, g_y), (a_flow, a_x, a_y) = invertible[method], reference
+        assert flat(a_flow).any() and flat(a_y).any(), method
+        for got, expected, what in [(g_flow, a_flow, "parameters"), (g_x, a_x, "x"), (g_y, a_y, "y")]:
+            err = rel_err(got, expected)
+            assert err < 1e-6, f"{method}: gradient of the {what}, relative error {err:.3g}"
