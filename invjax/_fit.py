@@ -177,12 +177,15 @@ def _prepare(transform):
 
 def _source(x, cond, batch_size, validation, split_key, shuffle_key):
     """The batch source and the validation pair (or ``None``) for arrays or an iterable."""
+    # A list of ready-made batches (arrays, or (x, cond) pairs) is an iterable of batches; a
+    # list of numbers or of nested lists is data that was meant to be an array.
+    is_batch = lambda b: hasattr(b, "shape") or (isinstance(b, tuple) and bool(b) and hasattr(b[0], "shape"))
     for name, value in (("x", x), ("cond", cond)):
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple)) and (name == "cond" or not all(map(is_batch, value))):
             raise ValueError(
-                f"fit: {name} is a Python {type(value).__name__}; pass an array (jnp.asarray({name}) for data with a "
-                f"batch axis first), or, for a sequence of ready-made batches, an iterator of (x, cond) pairs: "
-                f"iter(batches)."
+                f"fit: {name} is a Python {type(value).__name__} of {type(value[0]).__name__ if value else 'nothing'}; "
+                f"pass an array (jnp.asarray({name}), batch axis first), or, for ready-made batches, a list or "
+                f"iterator of arrays or (x, cond) pairs."
             )
     if not hasattr(x, "shape"):  # an iterable of batches
         if cond is not None:

@@ -153,9 +153,9 @@ CASES = {
         (2, 1, 4),
     ),
     "multiscale_conditional_hint_volume": (
-        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=2, key=k, spatial_dims=3),
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 2, cond_channels=1, key=k, spatial_dims=3),
         (2, 1, 4, 4, 4),
-        (2, 2, 4, 4, 4),
+        (2, 1, 4, 4, 4),
     ),
 }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 
 
@@ -13,8 +12,11 @@ def perturb(module, key, scale=0.1):
     """Add noise to every floating leaf, so couplings and 1x1 convs are not the identity."""
     params, static = eqx.partition(module, eqx.is_inexact_array)
     leaves, treedef = jax.tree.flatten(params)
-    keys = jr.split(key, len(leaves))
-    leaves = [a + scale * jr.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys, strict=True)]
+    # NumPy's generator, seeded by the key: a JAX draw per leaf compiles a program per shape
+    # (dozens per flow, most of a small test's time), and one jitted draw of them all compiles
+    # slower still.
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    leaves = [jnp.asarray(np.asarray(a) + scale * rng.standard_normal(a.shape), a.dtype) for a in leaves]
     return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
 
 

@@ -199,7 +199,7 @@ def test_a_failed_resume_names_the_checkpoint_and_leaves_it_untouched(tmp_path):
 
 def test_fit_refuses_python_lists():
     x, y = _pairs(8)
-    with pytest.raises(ValueError, match=r"x is a Python list; pass an array \(jnp\.asarray\(x\)"):
+    with pytest.raises(ValueError, match=r"x is a Python list of list; pass an array \(jnp\.asarray\(x\)"):
         ij.fit(_summarized(), x.tolist(), y, key=jr.key(0), steps=1, progress=False)
-    with pytest.raises(ValueError, match=r"cond is a Python list"):
+    with pytest.raises(ValueError, match=r"cond is a Python list of list"):
         ij.fit(_summarized(), x, y.tolist(), key=jr.key(0), steps=1, progress=False)
