@@ -21,8 +21,9 @@ def perturb(module, key, scale=0.1):
 
 
 def cast(module, dtype):
-    """Cast every floating leaf of ``module`` to ``dtype``."""
-    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, module)
+    """Cast every floating leaf of ``module`` to ``dtype`` (with NumPy, like ``perturb``: an
+    eager JAX cast compiles a program per leaf shape)."""
+    return jax.tree.map(lambda a: jnp.asarray(np.asarray(a).astype(dtype)) if eqx.is_inexact_array(a) else a, module)
 
 
 def flat(tree) -> np.ndarray:

@@ -6,13 +6,9 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import perturb
+from helpers import cast, perturb
 
 import invjax as ij
-
-
-def _cast(flow, dtype):
-    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, flow)
 
 
 def test_an_input_dtype_other_than_the_parameters_is_named():
@@ -20,8 +16,8 @@ def test_an_input_dtype_other_than_the_parameters_is_named():
     x = jnp.zeros((2, 1, 4, 4))
     mixes = [
         (flow, x.astype(jnp.float32), r"x has dtype float32 but the parameters are float64.*x\.astype\(jnp\.float64\)"),
-        (_cast(flow, jnp.float32), x.astype(jnp.float16), r"x has dtype float16 but the parameters are float32"),
-        (_cast(flow, jnp.bfloat16), x.astype(jnp.float32), r"x has dtype float32 but the parameters are bfloat16"),
+        (cast(flow, jnp.float32), x.astype(jnp.float16), r"x has dtype float16 but the parameters are float32"),
+        (cast(flow, jnp.bfloat16), x.astype(jnp.float32), r"x has dtype float32 but the parameters are bfloat16"),
     ]
     for model, data, match in mixes:
         for method in (model.log_prob, model.forward, model.inverse, model.initialize):
