@@ -128,9 +128,8 @@ def fit(
     if initialize:
         flow = flow.initialize(*prepare(jr.fold_in(noise_key, 0), *first))
     flow = replicate(flow)
-    # A stochastic summary network (dropout) draws a fresh key every step; evaluation runs it
-    # without one (inference mode).
-    stochastic = getattr(flow, "stochastic", False)
+    # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
+    # evaluation runs the model without one (inference mode).
     init, step = make_step(
         lambda f, step_key, *batch: loss(with_step_key(f, step_key), *prepare(step_key, *batch)), optimizer
     )
@@ -150,8 +149,7 @@ def fit(
         for i, batch in enumerate(stream, start):
             if check_inputs and i > 0:
                 check_batch(i, batch, reference)
-            step_key = None if transform is None and not stochastic else jr.fold_in(noise_key, i)
-            yield (step_key, *place_batch(batch))
+            yield (jr.fold_in(noise_key, i), *place_batch(batch))
 
     monitors = []
     if check_reconstruction_every is not None:
