@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu.sh                      # sizes 64..2048 at depth 16, depths 4..128 at 256
 #   bash benchmarks/gpu.sh --sweep size --sizes 256 512 1024
+#   bash benchmarks/gpu.sh --spatial            # one sample split over 1, 2, 4, 8, 16 GPUs (as many as there are)
 #
 # Results: benchmarks/results/gpu/{glow_size.csv,glow_depth.csv,glow_sweep.png,glow_sweep.md}.
 # Memory is the device's peak allocation (JAX: memory_stats()["peak_bytes_in_use"],
@@ -18,5 +19,14 @@ python -m pip install -q normflows
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # Each process allocates what it needs (no pre-allocation), so the peaks are comparable.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+if [ "${1:-}" = "--spatial" ]; then
+  # Compiled per-device memory of a Glow step (4096^2 2D, 256^3 3D) with each sample split
+  # over the GPUs, and the largest sizes that fit 24 / 40 / 80 GiB per GPU.
+  shift
+  gpus=$(nvidia-smi --list-gpus | wc -l)
+  counts=$(for n in 1 2 4 8 16; do [ "$n" -le "$gpus" ] && echo -n "$n "; done)
+  python benchmarks/spatial_memory.py --platform gpu --devices $counts --results benchmarks/results/gpu "$@"
+  exit 0
+fi
 python benchmarks/glow_sweep.py --results benchmarks/results/gpu \
   --sizes 64 128 256 512 1024 2048 --depth-size 256 --limit-gib 100 "$@"

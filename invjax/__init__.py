@@ -6,6 +6,7 @@ inverses instead of storing them, so a training step's memory does not grow with
 
 from . import layers, nets
 from ._backprop import AbstractBackprop, Autodiff, Invertible
+from ._devices import device_mesh, replicate, shard_batch, use_cpu_cores
 from ._distributions import AbstractDistribution, DiagonalNormal, StandardNormal
 from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, with_backprop
@@ -26,6 +27,7 @@ __all__ = [
     "DiagonalNormal",
     "Invertible",
     "StandardNormal",
+    "device_mesh",
     "fit",
     "fit_vi",
     "layers",
@@ -35,7 +37,10 @@ __all__ = [
     "negative_log_likelihood",
     "nets",
     "reconstruction_error",
+    "replicate",
     "reverse_kl",
     "save",
+    "shard_batch",
+    "use_cpu_cores",
     "with_backprop",
 ]

@@ -16,15 +16,12 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._strict import AbstractStrictModule
-
-
-def _per_sample_sum(v):
-    return jnp.sum(v.reshape(v.shape[0], -1), axis=1)
+from .layers._util import sum_per_sample
 
 
 def standard_normal_log_prob(z: Float[Array, "B ..."]) -> Float[Array, " B"]:
     """Log density of a standard normal, summed over all but the batch axis."""
-    return -0.5 * _per_sample_sum(z**2) - 0.5 * math.prod(z.shape[1:]) * math.log(2 * math.pi)
+    return -0.5 * sum_per_sample(z**2) - 0.5 * math.prod(z.shape[1:]) * math.log(2 * math.pi)
 
 
 class AbstractDistribution(AbstractStrictModule):
@@ -84,7 +81,7 @@ class DiagonalNormal(AbstractDistribution):
         self._check(z)
         scale = jnp.exp(self.log_scale)
         u = jnp.broadcast_to((z - self.loc) / scale, z.shape)
-        return standard_normal_log_prob(u) - _per_sample_sum(jnp.broadcast_to(self.log_scale, z.shape))
+        return standard_normal_log_prob(u) - sum_per_sample(jnp.broadcast_to(self.log_scale, z.shape))
 
     def sample(self, key, shape, dtype=jnp.float32):
         eps = jr.normal(key, tuple(shape), dtype)

@@ -45,6 +45,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 500,
     devices=None,
+    space: int = 1,
     check_inputs: bool = True,
     check_reconstruction_every: int | None = None,
     reconstruction_tol: float = 1e-3,
@@ -77,6 +78,12 @@ def fit(
             first axis over a ``jax.sharding.Mesh`` of them and the parameters are
             replicated (``batch_size`` must be a multiple of their number). Default: every
             device ``jax.devices()`` lists.
+        space: devices per sample, for inputs too large for one device (domain
+            parallelism): each sample is split along its first spatial axis over
+            ``space`` devices and the batch over the other ``len(devices) // space``
+            (a :func:`invjax.device_mesh`). The first spatial size must be a multiple of
+            ``space`` (of ``space * 2**levels`` for a multiscale network, to stay split
+            at every level). Default 1: data parallelism only.
         check_inputs: check every batch before its step (on the host): finite values,
             the first batch's shapes and dtypes, not empty, ``cond`` with the same batch
             size. A bad batch raises ``ValueError`` naming the step.
@@ -112,7 +119,7 @@ def fit(
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     if transform is not None and not callable(transform):
         raise ValueError(f"fit: transform must be a function (key, x, cond) -> (x, cond), got {transform!r:.80}.")
-    place_batch, replicate = data_parallel(devices, batch_size)
+    place_batch, replicate = data_parallel(devices, batch_size, space)
     split_key, shuffle_key = jr.split(key)
     source, val = _source(x, cond, batch_size, validation, split_key, shuffle_key)
     # The transform's keys: one per step, folded from a key of their own, so a resumed run

@@ -17,6 +17,15 @@ def spatial_size(x) -> int:
     return math.prod(x.shape[2:])
 
 
+def sum_per_sample(v):
+    """``(B, ...)`` -> ``(B,)``: the sum over every axis but the batch.
+
+    Summed over the axes, not over ``v.reshape(B, -1)``: flattening a spatially sharded
+    array makes XLA's partitioner gather it whole on every device first.
+    """
+    return jnp.sum(v, axis=tuple(range(1, v.ndim)))
+
+
 def batch_logdet(value, x):
     """Broadcast a per-sample-constant log-determinant to shape ``(B,)``."""
     return jnp.broadcast_to(value, x.shape[:1]).astype(x.dtype)

@@ -10,12 +10,8 @@ import jax.numpy as jnp
 
 from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
-from ._util import split_channels
+from ._util import split_channels, sum_per_sample
 from .conditioners import default_conditioner
-
-
-def _sum_per_sample(v):
-    return jnp.sum(v.reshape(v.shape[0], -1), axis=1)
 
 
 class AbstractCoupling(AbstractLayer):
@@ -189,11 +185,11 @@ class AffineCoupling(AbstractCoupling):
 
     def _transform(self, h, x2):
         scale, shift = self._scale_shift(h)
-        return x2 * scale + shift, _sum_per_sample(jnp.log(scale))
+        return x2 * scale + shift, sum_per_sample(jnp.log(scale))
 
     def _inverse_transform(self, h, y2):
         scale, shift = self._scale_shift(h)
-        return (y2 - shift) / scale, -_sum_per_sample(jnp.log(scale))
+        return (y2 - shift) / scale, -sum_per_sample(jnp.log(scale))
 
 
 class AdditiveCoupling(AbstractCoupling):

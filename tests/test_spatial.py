@@ -1,0 +1,57 @@
+"""Spatial (domain) parallelism: one sample split over 4 host CPU devices.
+
+Each case runs in a fresh process (``tests/spatial_run.py``): the number of host devices is
+fixed when JAX starts. References: the same step on one device (losses and gradients to
+float32 round-off) and the one-device program's compiled memory.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import spatial_run
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _run(name):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="0")
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
+    out = subprocess.run([sys.executable, str(HERE / "spatial_run.py"), name], env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])[name]
+
+
+@pytest.mark.parametrize("name", list(spatial_run.CASES))
+def test_a_step_split_over_space_equals_one_device_and_needs_a_quarter_of_the_memory(name):
+    result = _run(name)
+    one, four = result["1"], result["4"]
+    assert "('batch', None, 'space')" in result["x_sharding"]
+    np.testing.assert_allclose(four["loss"], one["loss"], rtol=1e-5)
+    scale = max(np.max(np.abs(g)) for g in one["grads"])
+    for g1, g4 in zip(one["grads"], four["grads"], strict=True):
+        # float32 round-off of sums taken in another order, relative to the largest
+        # gradient (in float64 the two agree to 3e-13: run spatial_run.py with
+        # JAX_ENABLE_X64=1); a missing halo or a wrong split is off by O(1).
+        np.testing.assert_allclose(g4, g1, rtol=1e-3, atol=1e-3 * scale)
+    # No activation is gathered whole: an all-gather may move a parameter (none does
+    # today) or a halo of at most one row of the input, never a feature map.
+    limit = max(result["largest_parameter"], result["row"])
+    assert all(size <= limit for size in four["gathers"]), (four["gathers"], limit)
+    assert four["temp"] <= spatial_run.MEMORY_LIMIT.get(name, 0.3) * one["temp"], (four["temp"], one["temp"])
+
+
+def test_fit_splits_over_space_with_one_argument():
+    result = _run("fit")
+    runs = result["runs"]
+    np.testing.assert_allclose(runs["2x2"], runs["1"], rtol=1e-4)
+    np.testing.assert_allclose(runs["1x4"], runs["1"], rtol=1e-4)
+    space_error, batch_error, size_error = result["errors"]
+    assert "space must be a positive integer dividing the number of devices (4); got space=3" in space_error
+    assert "batch_size (5) must be a multiple of the number of devices (2 = 4 / space)" in batch_error
+    assert "first spatial size must be a multiple of space=4" in size_error and "(6, 1, 6, 8)" in size_error
