@@ -19,7 +19,8 @@ square (cube) side whose per-device memory fits 24, 40 and 80 GiB follows; it is
 down to a multiple of ``N * 2**levels`` (every level splits evenly) and compiled again to
 confirm.
 
-``--run SIZE`` also runs one real step of the 2D Glow at SIZE on 4 host devices and on 1,
+``--run SIZE`` also runs one real step of a 2D Glow (3 levels, depth 2, hidden 16, batch 1,
+RGB) at SIZE on 4 host devices and on 1,
 in fresh processes, and reports their peak resident memory and loss.
 
 Writes ``benchmarks/results/spatial_memory.{csv,md,png}``.
@@ -84,9 +85,11 @@ def per_device_bytes(jax, model: str, side: int, n: int) -> dict:
     compiled = jax.jit(jax.value_and_grad(loss)).lower(params, x).compile()
     m = compiled.memory_analysis()
     total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    hlo = compiled.as_text()
     return {"model": model, "side": side, "devices": n, "total": total, "temp": m.temp_size_in_bytes,
             "arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
-            "compile_s": round(time.perf_counter() - start, 1)}
+            "compile_s": round(time.perf_counter() - start, 1), "all_gathers": hlo.count(" all-gather("),
+            "collective_permutes": hlo.count(" collective-permute("), "all_reduces": hlo.count(" all-reduce(")}
 
 
 def largest_side(rows, model, n, budget):
@@ -125,7 +128,8 @@ def sweep(args):
 
 def write(rows, out: pathlib.Path, platform: str):
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "side", "devices", "total", "temp", "arguments", "outputs", "compile_s", "fits"]
+    fields = ["model", "side", "devices", "total", "temp", "arguments", "outputs", "compile_s", "all_gathers",
+              "collective_permutes", "all_reduces", "fits"]
     with open(out / "spatial_memory.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fields)
         w.writeheader()
@@ -150,8 +154,10 @@ def write(rows, out: pathlib.Path, platform: str):
                 cells.append("none" if not r or not r["side"] else f"{r['side']} ({r['total'] / GIB:.1f} GiB)")
             lines.append(f"| {n} | {at[0]['total'] / GIB:.2f} | " + " | ".join(cells) + " |")
         lines.append("")
+    gathers = sum(r.get("all_gathers", 0) for r in rows)
     note = (f"Compiled per-device memory (arguments + outputs + temporaries) from XLA's memory_analysis() on "
-            f"{platform} devices; `python benchmarks/spatial_memory.py`.")
+            f"{platform} devices; `python benchmarks/spatial_memory.py`. All-gathers in all "
+            f"{sum(1 for r in rows if 'all_gathers' in r)} compiled programs: {gathers}.")
     (out / "spatial_memory.md").write_text(note + "\n\n" + "\n".join(lines))
     print("\n".join(lines))
     try:
@@ -186,7 +192,7 @@ jax.config.update("jax_num_cpu_devices", int(sys.argv[2]))
 import equinox as eqx, jax.numpy as jnp
 import invjax as ij
 side, n = int(sys.argv[1]), int(sys.argv[2])
-flow = ij.nets.Glow(3, levels=3, depth=4, hidden=32, key=jax.random.key(0))
+flow = ij.nets.Glow(3, levels=3, depth=2, hidden=16, key=jax.random.key(0))
 params, static = eqx.partition(flow, eqx.is_inexact_array)
 mesh = ij.device_mesh(jax.devices()[:n], space=n)
 x = jax.jit(lambda k: jax.random.uniform(k, (1, 3, side, side)),

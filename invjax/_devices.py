@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 AXES = ("batch", "space")
 
 
-def use_cpu_cores(n: int | None = None) -> int:
+def use_cpu_cores(n: int | None = None, *, batch_size: int | None = None) -> int:
     """Run JAX on a CPU as ``n`` host devices (default: one per core), so that training
     uses every core.
 
@@ -32,7 +32,9 @@ def use_cpu_cores(n: int | None = None) -> int:
     listed as usual.
 
     Args:
-        n: host devices; default ``os.cpu_count()`` (the cores this process may use).
+        n: host devices; default one per core this process may use.
+        batch_size: if given, ``n`` is lowered to the largest number that divides it, so
+            that :func:`invjax.fit` can split every batch evenly.
 
     Returns:
         The number of host devices set.
@@ -49,6 +51,10 @@ def use_cpu_cores(n: int | None = None) -> int:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"use_cpu_cores: n must be a positive integer, got {n!r}.")
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"use_cpu_cores: batch_size must be a positive integer, got {batch_size!r}.")
+        n = max(d for d in range(1, n + 1) if batch_size % d == 0)
     if xla_bridge.backends_are_initialized():
         if len(jax.devices("cpu")) == n:
             return n

@@ -1,8 +1,9 @@
-"""Run by tests/test_spatial.py in a fresh process with 4 host CPU devices (the number of
-devices is fixed when JAX starts): one gradient step of each named network, on one device
-and split over space on 4, with what the comparison needs, printed as JSON.
+"""Run by tests/test_spatial.py in a fresh process with 4 host CPU devices
+(``ij.use_cpu_cores(4)``: the number of devices is fixed when JAX starts): one gradient
+step of each named network, on one device and split over space on 4, with what the
+comparison needs, printed as JSON.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/spatial_run.py glow hint_3d
+    python tests/spatial_run.py conditional_glow multiscale_hint_3d fit
 """
 
 import json
@@ -17,6 +18,8 @@ import numpy as np
 
 import invjax as ij
 
+if __name__ == "__main__":
+    ij.use_cpu_cores(4)  # 4 host devices; before any JAX computation (the next line is one)
 _K = jr.key(0)
 # name: (build, x shape, cond shape or None). Small, but every level's first spatial size
 # stays a multiple of 4 devices... except the deepest, where a device holds 2 rows.
@@ -107,5 +110,5 @@ def fit_runs():
 
 
 if __name__ == "__main__":
-    assert len(jax.devices()) >= 4, "run with XLA_FLAGS=--xla_force_host_platform_device_count=4"
+    assert len(jax.devices()) == 4, jax.devices()
     print(json.dumps({name: fit_runs() if name == "fit" else run(name) for name in sys.argv[1:]}))

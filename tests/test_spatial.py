@@ -19,8 +19,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _run(name):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="0")
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="0")  # 4 devices: ij.use_cpu_cores(4)
     out = subprocess.run([sys.executable, str(HERE / "spatial_run.py"), name], env=env, capture_output=True,
                          text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -55,3 +54,19 @@ def test_fit_splits_over_space_with_one_argument():
     assert "space must be a positive integer dividing the number of devices (4); got space=3" in space_error
     assert "batch_size (5) must be a multiple of the number of devices (2 = 4 / space)" in batch_error
     assert "first spatial size must be a multiple of space=4" in size_error and "(6, 1, 6, 8)" in size_error
+
+
+def test_use_cpu_cores_after_jax_started_says_how_to_fix_it():
+    import jax
+
+    import invjax as ij
+
+    jax.devices()  # JAX has started
+    current = len(jax.devices("cpu"))
+    assert ij.use_cpu_cores(current) == current  # already so: nothing to do
+    with pytest.raises(ValueError, match=r"already started with .* call ij.use_cpu_cores\(3\) right after `import jax`"):
+        ij.use_cpu_cores(4, batch_size=6) if current != 3 else ij.use_cpu_cores(3, batch_size=9)
+    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
+        ij.use_cpu_cores(0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        ij.use_cpu_cores(2, batch_size=0)
