@@ -133,7 +133,9 @@ def fit(
     if check_inputs:
         check_batch(0, first, reference)
     if initialize:
-        flow = flow.initialize(*prepare(jr.fold_in(noise_key, 0), *first))
+        # On the devices, split like every batch: with space > 1 the first batch may not
+        # fit one device (eager operations on split arrays run split too).
+        flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place_batch(first)))
     flow = replicate(flow)
     # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
     # evaluation runs the model without one (inference mode).

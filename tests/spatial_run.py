@@ -34,6 +34,8 @@ CASES = {  # Glow: the conditional one is the unconditional one plus a condition
     "multiscale_conditional_hint": (
         lambda: ij.nets.MultiscaleConditionalHINT(2, 2, 1, 8, cond_channels=1, key=_K), (2, 2, 128, 32),
         (2, 1, 128, 32)),
+    # Data parallelism alone (4 x 1 mesh): the batch split, every sample whole.
+    "batch_glow": (lambda: ij.nets.Glow(1, 2, 2, 8, key=_K), (64, 1, 8, 8), None),
     "glow_3d": (lambda: ij.nets.Glow(1, 2, 1, 4, spatial_dims=3, key=_K), (1, 1, 64, 32, 32), None),
     "multiscale_hint_3d": (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, spatial_dims=3, key=_K),
                            (1, 1, 64, 32, 32), None),
@@ -43,7 +45,7 @@ CASES = {  # Glow: the conditional one is the unconditional one plus a condition
 # all but the hyperbolic network, whose split program keeps more per-device copies of its
 # two states around the halo exchanges than the one-device program does (0.36 at this
 # size, 0.30 to 0.31 at (2, 2, 128, 128) with hidden 16 or 32).
-MEMORY_LIMIT = {"hyperbolic": 0.4}
+MEMORY_LIMIT = {"hyperbolic": 0.4, "batch_glow": 0.35}
 
 
 def _gathers(hlo: str):
@@ -68,7 +70,7 @@ def run(name):
         return -jnp.mean(eqx.combine(params, static).log_prob(x, cond))
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2) if cond is not None else (0, 1)))
-    mesh = ij.device_mesh(jax.devices()[:4], space=4)
+    mesh = ij.device_mesh(jax.devices()[:4], space=1 if name.startswith("batch_") else 4)
     placed = (ij.replicate(params, mesh), *ij.shard_batch((x, cond), mesh))
     result = {}
     for n, args in ((1, (params, x, cond)), (4, placed)):
@@ -87,13 +89,13 @@ def run(name):
 
 
 def fit_runs():
-    """``ij.fit`` of a conditional Glow (feature-map condition) on 1 device, on 2x2 (batch x
-    space) and on 1x4 devices: the losses of each step."""
+    """``ij.fit`` of a conditional Glow (feature-map condition) on 1 device, and on 4 as
+    4x1 (batch x space: data parallel), 2x2 and 1x4: the losses of each step."""
     flow = ij.nets.Glow(1, 2, 1, 8, cond_channels=1, cond_spatial=True, key=_K)
     x, cond = jr.normal(jr.key(1), (16, 1, 32, 8)), jr.normal(jr.key(2), (16, 1, 32, 8))
     runs = {}
-    for label, devices, space in (("1", jax.devices()[:1], 1), ("2x2", jax.devices()[:4], 2),
-                                  ("1x4", jax.devices()[:4], 4)):
+    for label, devices, space in (("1", jax.devices()[:1], 1), ("4x1", jax.devices()[:4], 1),
+                                  ("2x2", jax.devices()[:4], 2), ("1x4", jax.devices()[:4], 4)):
         _, history = ij.fit(flow, x, cond, key=jr.key(3), steps=3, batch_size=8, progress=False,
                             devices=devices, space=space)
         runs[label] = history["train"]

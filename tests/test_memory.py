@@ -52,13 +52,11 @@ def test_temporary_memory_is_flat_in_depth(name, step):
     cond = None if cond_shape is None else jr.normal(jr.key(4), cond_shape, jnp.float32)
     shallow, deep = _build(name, 4), _build(name, 32)
     invertible = temp_bytes(step, shallow, x, cond), temp_bytes(step, deep, x, cond)
-    autodiff = (
-        temp_bytes(step, ij.with_backprop(shallow, ij.Autodiff()), x, cond),
-        temp_bytes(step, ij.with_backprop(deep, ij.Autodiff()), x, cond),
-    )
+    # Plain autodiff of the deep flow is the reference: it stores every layer's activations
+    # (its shallow figure is not compiled: it would only confirm that, and costs a compile).
+    autodiff = temp_bytes(step, ij.with_backprop(deep, ij.Autodiff()), x, cond)
     extra = 0
     if step is _inverse_step and isinstance(deep, ij.nets.AbstractJointFlow):
         extra = _y_lane_bytes(deep) - _y_lane_bytes(shallow)
     assert invertible[1] <= 1.1 * invertible[0] + extra, (invertible, extra)
-    assert autodiff[1] >= 3 * autodiff[0], autodiff  # autodiff stores every layer's activations
-    assert invertible[1] < autodiff[1] / 4, (invertible, autodiff)
+    assert invertible[1] < autodiff / 4, (invertible, autodiff)

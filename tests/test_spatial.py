@@ -1,4 +1,5 @@
-"""Spatial (domain) parallelism: one sample split over 4 host CPU devices.
+"""Many devices: one sample split over 4 host CPU devices (spatial, or domain, parallelism),
+and the batch split over them (data parallelism, the ``batch_glow`` case and ``fit`` on 4x1).
 
 Each case runs in a fresh process (``tests/spatial_run.py``): the number of host devices is
 fixed when JAX starts. References: the same step on one device (losses and gradients to
@@ -45,11 +46,15 @@ def test_a_step_split_over_space_equals_one_device_and_needs_a_quarter_of_the_me
     assert four["temp"] <= spatial_run.MEMORY_LIMIT.get(name, 0.3) * one["temp"], (four["temp"], one["temp"])
 
 
-def test_fit_splits_over_space_with_one_argument():
+def test_fit_splits_the_batch_and_space_with_one_argument():
     result = _run("fit")
     runs = result["runs"]
-    np.testing.assert_allclose(runs["2x2"], runs["1"], rtol=1e-4)
-    np.testing.assert_allclose(runs["1x4"], runs["1"], rtol=1e-4)
+    for mesh in ("4x1", "2x2", "1x4"):
+        # The first loss to round-off. Later ones to 3e-3: Adam divides by sqrt(v), which
+        # turns round-off in near-zero gradients (sums taken in another order, here and in
+        # ActNorm's initialisation on the split first batch) into visible update differences.
+        np.testing.assert_allclose(runs[mesh][0], runs["1"][0], rtol=1e-5)
+        np.testing.assert_allclose(runs[mesh], runs["1"], rtol=3e-3)
     space_error, batch_error, size_error = result["errors"]
     assert "space must be a positive integer dividing the number of devices (4); got space=3" in space_error
     assert "batch_size (5) must be a multiple of the number of devices (2 = 4 / space)" in batch_error
@@ -64,7 +69,7 @@ def test_use_cpu_cores_after_jax_started_says_how_to_fix_it():
     jax.devices()  # JAX has started
     current = len(jax.devices("cpu"))
     assert ij.use_cpu_cores(current) == current  # already so: nothing to do
-    with pytest.raises(ValueError, match=r"already started with .* call ij.use_cpu_cores\(3\) right after `import jax`"):
+    with pytest.raises(ValueError, match=r"already started .* call ij.use_cpu_cores\(3\) right after `import jax`"):
         ij.use_cpu_cores(4, batch_size=6) if current != 3 else ij.use_cpu_cores(3, batch_size=9)
     with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
         ij.use_cpu_cores(0)
