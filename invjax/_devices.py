@@ -11,6 +11,8 @@ sharded (no full-size all-gather inside a step; ``tests/test_spatial.py`` checks
 
 from __future__ import annotations
 
+import os
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -43,8 +45,6 @@ def use_cpu_cores(n: int | None = None, *, batch_size: int | None = None) -> int
         ValueError: ``n`` is not a positive integer, or JAX has already started (with how
             to fix it).
     """
-    import os
-
     from jax._src import xla_bridge
 
     if n is None:
@@ -87,7 +87,7 @@ def device_mesh(devices=None, *, space: int = 1) -> Mesh:
     """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
-        raise ValueError("device_mesh: devices is empty.")
+        raise ValueError("device_mesh: devices is empty; pass a list of devices, or None for all of jax.devices().")
     if not isinstance(space, int) or isinstance(space, bool) or space < 1 or len(devices) % space:
         raise ValueError(f"device_mesh: space must be a positive integer dividing the number of devices "
                          f"({len(devices)}); got space={space!r}.")
@@ -151,7 +151,4 @@ def data_parallel(devices, batch_size: int, space: int = 1):
                          f"({ways}{f' = {mesh.size} / space' if space > 1 else ''}) for data-parallel "
                          "training; or pass devices=[...].")
 
-    def place_batch(batch):
-        return tuple(None if a is None else shard_batch(a, mesh) for a in batch)
-
-    return place_batch, lambda tree: replicate(tree, mesh)
+    return (lambda batch: shard_batch(tuple(batch), mesh)), (lambda tree: replicate(tree, mesh))
