@@ -75,3 +75,16 @@ def test_use_cpu_cores_after_jax_started_says_how_to_fix_it():
         ij.use_cpu_cores(0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         ij.use_cpu_cores(2, batch_size=0)
+
+
+def test_device_mesh_errors_say_what_to_pass():
+    import jax
+
+    import invjax as ij
+
+    with pytest.raises(ValueError, match="devices is empty; pass a list of devices, or None"):
+        ij.device_mesh([])
+    with pytest.raises(ValueError, match=r"space must be a positive integer dividing the number of devices \(1\); "
+                                         r"got space=0"):
+        ij.device_mesh(jax.devices()[:1], space=0)
+    assert ij.device_mesh(jax.devices()[:1]).shape == {"batch": 1, "space": 1}
