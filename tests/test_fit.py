@@ -239,5 +239,5 @@ def test_fit_from_a_simulator_rejects_bad_arguments():
         ij.fit(flow, _linear_gaussian, jnp.zeros((8, 2)), **kwargs)
     with pytest.raises(ValueError, match=r"validation is a number of pairs drawn once \(an int\).*got 0.2"):
         ij.fit(flow, _linear_gaussian, validation=0.2, **kwargs)
-    with pytest.raises(ValueError, match=r"simulate\(key, 8\) at step 0 must return .* with 8 rows; its cond is \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"simulate\(key, 8\) at step 0 must return .* 8 rows; its cond is \(4, 2\)"):
         ij.fit(flow, lambda k, n: (jnp.zeros((n, 2)), jnp.zeros((4, 2))), **kwargs)
