@@ -4,7 +4,7 @@ Gradients of invjax flows are computed by reconstructing activations from the la
 inverses instead of storing them, so a training step's memory does not grow with depth.
 """
 
-from . import layers, nets
+from . import diagnostics, layers, nets
 from ._backprop import AbstractBackprop, Autodiff, Invertible
 from ._devices import device_mesh, replicate, shard_batch, use_cpu_cores
 from ._distributions import AbstractDistribution, DiagonalNormal, StandardNormal
@@ -30,6 +30,7 @@ __all__ = [
     "device_mesh",
     "fit",
     "fit_vi",
+    "diagnostics",
     "layers",
     "load",
     "load_metadata",

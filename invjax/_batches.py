@@ -130,3 +130,31 @@ def check_batch(step: int, batch, reference) -> None:
         if jnp.issubdtype(a.dtype, jnp.inexact) and not np.isfinite(np.asarray(a)).all():
             raise ValueError(f"fit: {name} at step {step} contains NaN or Inf; clean the data "
                              "(nothing was trained on this batch).")
+
+
+def simulated_batches(simulate, batch_size: int, key) -> Source:
+    """Fresh pairs every step from ``simulate(key, n) -> (x, cond)`` (or ``x``).
+
+    Step ``i`` draws ``simulate(jax.random.fold_in(key, i), batch_size)``, so a run
+    resumed at step ``i`` draws exactly the pairs an uninterrupted run would have.
+    """
+
+    def source(start):
+        for i in itertools.count(start):
+            yield simulated(simulate, jr.fold_in(key, i), batch_size, f"at step {i}")
+
+    return source
+
+
+def simulated(simulate, key, n: int, where: str):
+    """One draw of ``n`` pairs, checked: ``(x, cond)`` arrays with ``n`` rows."""
+    out = simulate(key, n)
+    x, cond = (tuple(out) + (None,))[:2] if isinstance(out, tuple | list) else (out, None)
+    for name, a in (("x", x), ("cond", cond)):
+        if a is not None and (not hasattr(a, "shape") or a.ndim < 1 or a.shape[0] != n):
+            raise ValueError(f"fit: simulate(key, {n}) {where} must return x or (x, cond), arrays with {n} rows; "
+                             f"its {name} is {getattr(a, 'shape', type(a).__name__)}.")
+    if x is None:
+        raise ValueError(f"fit: simulate(key, {n}) {where} returned no x.")
+    return x, cond
+

@@ -15,7 +15,15 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
-from ._batches import array_batches, check_batch, describe, iterable_batches, split_validation
+from ._batches import (
+    array_batches,
+    check_batch,
+    describe,
+    iterable_batches,
+    simulated,
+    simulated_batches,
+    split_validation,
+)
 from ._checkpoint import load_checkpoint
 from ._devices import data_parallel
 from ._loop import EarlyStopping, checkpoint_monitor, reconstruction_monitor, train_loop
@@ -55,8 +63,14 @@ def fit(
 
     Args:
         flow: any invjax flow (conditional or not) or ``Summarized`` model.
-        x: training inputs ``(N, ...)``, or an iterable yielding batches ``x`` or
-            ``(x, cond)`` (then ``cond`` must be ``None``, and ``validation`` a tuple).
+        x: training inputs ``(N, ...)``; or an iterable yielding batches ``x`` or
+            ``(x, cond)`` (then ``cond`` must be ``None``, and ``validation`` a tuple); or
+            a simulator ``simulate(key, n) -> (x, cond)`` (or ``x``) that draws ``n``
+            fresh pairs for every step (online training: no fixed set to overfit). Step
+            ``i`` calls it with ``jax.random.fold_in(k, i)`` for a key ``k`` derived from
+            ``key``, so a resumed run draws the same pairs as an uninterrupted one. It may
+            be a plain Python function or a jitted JAX one (``jax.jit(simulate,
+            static_argnums=1)`` runs it compiled). ``cond`` must then be ``None``.
         cond: conditions ``(N, ...)`` for a conditional flow (observations ``y`` for
             ``Summarized``), or ``None``.
         key: PRNG key for shuffling, the validation split and the ``transform``'s keys.
@@ -64,7 +78,8 @@ def fit(
         batch_size: samples per step (array data).
         optimizer: an optax transformation; default Adam(1e-3) with gradient clipping at 10.
         loss: ``loss(flow, x, cond) -> scalar``; default the negative log-likelihood.
-        validation: a fraction of the arrays held out, or ``(x_val, cond_val)``.
+        validation: a fraction of the arrays held out, or ``(x_val, cond_val)``; with a
+            simulator, a number of pairs drawn once (an int) or ``(x_val, cond_val)``.
         eval_every: steps between validation losses (and early-stopping checks).
         patience: stop after this many evaluations without improvement, and return the
             best flow; ``None`` never stops early.
@@ -194,6 +209,20 @@ def _source(x, cond, batch_size, validation, split_key, shuffle_key):
                 f"pass an array (jnp.asarray({name}), batch axis first), or, for ready-made batches, a list or "
                 f"iterator of arrays or (x, cond) pairs."
             )
+    if callable(x) and not hasattr(x, "shape"):  # a simulator: fresh pairs every step
+        if cond is not None:
+            raise ValueError("fit: with a simulator, cond comes from it (simulate(key, n) -> (x, cond)); "
+                             "do not pass cond=.")
+        if isinstance(validation, bool) or not isinstance(validation, int | tuple) and validation != 0:
+            raise ValueError(f"fit: with a simulator, validation is a number of pairs drawn once (an int) or a "
+                             f"tuple (x_val, cond_val); got {validation!r}.")
+        if isinstance(validation, tuple):
+            val = tuple(validation)
+        elif validation > 0:
+            val = simulated(x, split_key, validation, "for the validation set")
+        else:
+            val = None
+        return simulated_batches(x, batch_size, shuffle_key), val
     if not hasattr(x, "shape"):  # an iterable of batches
         if cond is not None:
             raise ValueError("fit: with an iterable of batches, pass cond inside the batches, not as cond=.")

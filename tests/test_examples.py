@@ -21,7 +21,10 @@ PICTURES = {
     "conditional_hint_denoising": "conditional_hint_denoising.png",
     "vi_gaussian": "vi_gaussian.png",
     "vi_deblurring": "vi_deblurring.png",
+    "imaging_posterior": "imaging_posterior_sbc.png",
 }
+# Scripts whose evaluation has its own short mode (held-out pairs and draws, not only steps).
+QUICK = {"imaging_posterior"}
 
 
 def test_every_script_is_listed():
@@ -33,7 +36,8 @@ def test_example_runs_in_a_short_mode(script, tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     env = {**os.environ, "INVJAX_EXAMPLES_OUT": str(tmp_path), "MPLBACKEND": "Agg", "JAX_ENABLE_X64": "0"}
-    result = subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py"), "--steps", "1"],
+    quick = ["--quick"] if script in QUICK else []
+    result = subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py"), "--steps", "1", *quick],
                             cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert (tmp_path / PICTURES[script]).exists(), result.stdout[-2000:]

@@ -195,3 +195,49 @@ def test_fit_initialize_runs_actnorm_initialisation_only_when_asked():
     # The first batch is all of x (shuffled): ActNorm's statistics do not see the order.
     np.testing.assert_allclose(flat(initialized), flat(flow.initialize(x)), rtol=1e-12, atol=1e-12)
     assert not np.allclose(flat(initialized), flat(flow))
+
+
+def _linear_gaussian(key, n):
+    """x ~ N(0, I_2), y = x + N(0, 0.5 I_2): a jittable simulator."""
+    kx, ky = jr.split(key)
+    x = jr.normal(kx, (n, 2))
+    return x, x + jnp.sqrt(0.5) * jr.normal(ky, (n, 2))
+
+
+def test_fit_from_a_simulator_draws_fresh_pairs_every_step_and_resumes_the_stream(tmp_path):
+    seen = []
+
+    def simulate(key, n):  # a plain Python function that records what it drew
+        x, y = _linear_gaussian(key, n)
+        seen.append(np.asarray(x))
+        return x, y
+
+    flow = ij.nets.RealNVP(2, depth=2, hidden=8, cond_channels=2, key=jr.key(0))
+    kwargs = dict(key=jr.key(1), steps=6, batch_size=16, progress=False, initialize=False)
+    _, full = ij.fit(flow, simulate, **kwargs)
+    first_run = list(seen)
+    assert len(first_run) == 6 and not np.allclose(first_run[0], first_run[1])  # fresh pairs each step
+    # Interrupted at step 3 and resumed: the simulator's stream continues where it stopped.
+    seen.clear()
+    ckpt = tmp_path / "run.eqx"
+    ij.fit(flow, simulate, checkpoint=ckpt, checkpoint_every=3, **{**kwargs, "steps": 3})
+    _, resumed = ij.fit(flow, simulate, checkpoint=ckpt, checkpoint_every=3, **kwargs)
+    # (the resumed run draws step 0 once more for its shapes, then steps 3 to 5)
+    for drawn, expected in zip(seen[-3:], first_run[3:], strict=True):
+        np.testing.assert_array_equal(drawn, expected)
+    np.testing.assert_allclose(resumed["train"], full["train"], rtol=1e-5)
+    # A jitted simulator and a validation set drawn once.
+    sim = jax.jit(_linear_gaussian, static_argnums=1)
+    _, history = ij.fit(flow, sim, validation=64, eval_every=3, **kwargs)
+    assert [s for s, _ in history["val"]] == [3, 6]
+
+
+def test_fit_from_a_simulator_rejects_bad_arguments():
+    flow = ij.nets.RealNVP(2, depth=1, hidden=4, cond_channels=2, key=jr.key(0))
+    kwargs = dict(key=jr.key(1), steps=1, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="with a simulator, cond comes from it"):
+        ij.fit(flow, _linear_gaussian, jnp.zeros((8, 2)), **kwargs)
+    with pytest.raises(ValueError, match=r"validation is a number of pairs drawn once \(an int\).*got 0.2"):
+        ij.fit(flow, _linear_gaussian, validation=0.2, **kwargs)
+    with pytest.raises(ValueError, match=r"simulate\(key, 8\) at step 0 must return .* 8 rows; its cond is \(4, 2\)"):
+        ij.fit(flow, lambda k, n: (jnp.zeros((n, 2)), jnp.zeros((4, 2))), **kwargs)
