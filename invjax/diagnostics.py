@@ -41,8 +41,18 @@ __all__ = [
 ]
 
 
-def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key) -> jax.Array:
+def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key,
+                    batch_size: int | None = None) -> jax.Array:
     """``draws`` posterior samples for each of the ``N`` conditions, in one jitted, batched call.
+
+    No Python loop over observations: one compiled program draws all ``N * L`` latents
+    and runs the flow's inverse on them, ``batch_size`` samples at a time (a ``lax.map``
+    over groups of whole observations), so its working memory is that of one
+    ``flow.sample`` call on ``batch_size`` samples, whatever ``N`` is; the inverse stores
+    no activations. For a ``Summarized`` model the summary network runs once per
+    observation, not once per draw. Observation ``i``'s draws are those of
+    ``flow.sample(jax.random.fold_in(key, i), (L, *event_shape), its condition repeated)``,
+    whatever ``batch_size``.
 
     Args:
         flow: a conditional flow (or ``Summarized`` model).
@@ -50,18 +60,59 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
         draws: ``L``, samples per condition.
         event_shape: the shape of one sample ``x`` (without the batch).
         key: PRNG key.
+        batch_size: samples per inverse pass (rounded down to whole observations, at
+            least ``L``); ``None``: all ``N * L`` in one pass.
 
     Returns:
-        ``(N, L, *event_shape)``. Memory is that of one ``flow.sample`` call on a batch of
-        ``N * L`` (the inverse is differentiated and run like the forward: activations are
-        not stored); split ``cond`` into chunks for batches that do not fit.
+        ``(N, L, *event_shape)``.
+
+    Example:
+        >>> import jax, invjax as ij
+        >>> from invjax import diagnostics as dx
+        >>> flow = ij.nets.RealNVP(2, depth=2, hidden=8, cond_channels=2, key=jax.random.key(0))
+        >>> y = jax.numpy.ones((100, 2))
+        >>> dx.posterior_draws(flow, y, 500, (2,), key=jax.random.key(1), batch_size=5000).shape
+        (100, 500, 2)
     """
-    n = jax.tree.leaves(cond)[0].shape[0]
+    leaves = jax.tree.leaves(cond)
+    if not leaves or any(getattr(c, "ndim", 0) < 1 for c in leaves):
+        raise ValueError("posterior_draws: cond must be N conditions (arrays with a batch axis), got "
+                         f"{type(cond).__name__}.")
+    n = leaves[0].shape[0]
+    if any(c.shape[0] != n for c in leaves):
+        raise ValueError(f"posterior_draws: every array of cond needs the same batch size, got "
+                         f"{[c.shape[0] for c in leaves]}.")
     if draws < 1:
         raise ValueError(f"posterior_draws: draws must be >= 1, got {draws}.")
-    repeated = jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond)
-    sample = eqx.filter_jit(lambda f, k, c: f.sample(k, (n * draws, *event_shape), c))
-    return sample(flow, key, repeated).reshape(n, draws, *event_shape)
+    if batch_size is not None and batch_size < draws:
+        raise ValueError(f"posterior_draws: batch_size must hold the draws of one observation (>= {draws}), got "
+                         f"{batch_size}.")
+    per_pass = n if batch_size is None else max(1, min(n, batch_size // draws))
+    return _draw(flow, cond, key, draws, tuple(event_shape), per_pass)
+
+
+@eqx.filter_jit
+def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: int):
+    from .nets import Summarized
+
+    if isinstance(flow, Summarized):  # summarise each observation once, not once per draw
+        cond, flow = flow.condition(cond), flow.flow
+    n = jax.tree.leaves(cond)[0].shape[0]
+    passes = -(-n // per_pass)
+    grouped = lambda v: jnp.pad(v, [(0, passes * per_pass - n)] + [(0, 0)] * (v.ndim - 1)).reshape(
+        passes, per_pass, *v.shape[1:])
+
+    def one_pass(group):
+        index, cond_group = group
+        # Observation i's latents come from fold_in(key, i): the same draws whatever the
+        # passes, and only one pass's latents exist at a time.
+        z = jax.vmap(lambda i: flow.base.sample(jax.random.fold_in(key, i), (draws, *event_shape), flow.dtype))(index)
+        x = flow.inverse(z.reshape(per_pass * draws, *event_shape),
+                         jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond_group))
+        return x.reshape(per_pass, draws, *event_shape)
+
+    x = jax.lax.map(one_pass, (jnp.arange(passes * per_pass).reshape(passes, per_pass), jax.tree.map(grouped, cond)))
+    return x.reshape(passes * per_pass, draws, *event_shape)[:n]
 
 
 def _flatten(draws, truth, summaries):

@@ -84,7 +84,8 @@ def test_summaries_and_bad_shapes():
         dx.sbc(draws, truth[:, :2])
 
 
-def test_posterior_draws_is_one_batched_call_with_the_conditions_repeated():
+def test_posterior_draws_equal_one_sample_call_per_observation():
+    import equinox as eqx
     import jax
     import jax.numpy as jnp
 
@@ -92,10 +93,50 @@ def test_posterior_draws_is_one_batched_call_with_the_conditions_repeated():
 
     flow = ij.nets.RealNVP(2, depth=1, hidden=4, cond_channels=2, key=jax.random.key(0))
     cond = jnp.arange(6.0).reshape(3, 2)
-    draws = dx.posterior_draws(flow, cond, 5, (2,), key=jax.random.key(1))
-    assert draws.shape == (3, 5, 2)
-    expected = flow.sample(jax.random.key(1), (15, 2), jnp.repeat(cond, 5, axis=0)).reshape(3, 5, 2)
-    np.testing.assert_allclose(draws, expected, rtol=1e-6)
+    def expected_draws(model, cond):  # observation i: its own sample call with key fold_in(key, i)
+        return np.stack([model.sample(jax.random.fold_in(jax.random.key(1), i), (5, 2), jnp.repeat(c[None], 5, axis=0))
+                         for i, c in enumerate(cond)])
+
+    expected = expected_draws(flow, cond)
+    for batch_size in (None, 5, 10):  # one pass; three; two with the last group padded
+        draws = dx.posterior_draws(flow, cond, 5, (2,), key=jax.random.key(1), batch_size=batch_size)
+        assert draws.shape == (3, 5, 2)
+        np.testing.assert_allclose(draws, expected, rtol=1e-6, atol=1e-6)
+    # A Summarized model: summary once per observation, the same draws as its own sample.
+    model = ij.nets.Summarized(flow, eqx.nn.Linear(4, 2, key=jax.random.key(2)))
+    y = jnp.arange(12.0).reshape(3, 4) / 10
+    expected = expected_draws(model, y)
+    np.testing.assert_allclose(dx.posterior_draws(model, y, 5, (2,), key=jax.random.key(1), batch_size=10),
+                               expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"batch_size must hold the draws of one observation \(>= 5\), got 4"):
+        dx.posterior_draws(flow, cond, 5, (2,), key=jax.random.key(1), batch_size=4)
+    with pytest.raises(ValueError, match="cond must be N conditions"):
+        dx.posterior_draws(flow, None, 5, (2,), key=jax.random.key(1))
+
+
+def test_posterior_draws_memory_is_one_pass_of_batch_size():
+    """100 observations x 500 draws of 8x8 images: working memory of one 1000-sample pass."""
+    import jax
+    import jax.numpy as jnp
+    from helpers import temp_bytes
+
+    import invjax as ij
+    from invjax.diagnostics import _draw
+
+    flow = ij.nets.Glow(1, levels=1, depth=2, hidden=8, cond_channels=1, cond_spatial=True, key=jax.random.key(0))
+    key = jax.random.key(1)
+
+    def temp(n, per_pass):
+        return temp_bytes(lambda f, c, k: _draw(f, c, k, 500, (1, 8, 8), per_pass), flow, jnp.zeros((n, 1, 8, 8)), key)
+
+    n_bytes = 100 * 500 * 64 * 4  # the result: N * L samples
+    one_pass = temp(2, 2)  # 1000 samples, one pass
+    split = temp(100, 2)  # 50 passes of 1000
+    whole = temp(100, 100)  # one pass of 50000
+    # Grows with N only by the result (the map's stacked output and its copy), not by activations.
+    assert split < 2 * n_bytes + 1.5 * one_pass, (split, n_bytes, one_pass)
+    assert whole > 4 * split, (whole, split)
+    print(f"temporaries: one pass of 1000 {one_pass}, 50 passes {split}, one pass of 50000 {whole}")
 
 
 def test_plots_draw():
