@@ -12,6 +12,7 @@ from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, with_backprop
 from ._health import reconstruction_error
 from ._io import load, load_metadata, save
+from ._jacobian import jvp, vjp
 from ._layer import AbstractLayer
 from ._step import make_step
 from ._vi import fit_vi, reverse_kl
@@ -31,6 +32,7 @@ __all__ = [
     "fit",
     "fit_vi",
     "diagnostics",
+    "jvp",
     "layers",
     "load",
     "load_metadata",
@@ -43,5 +45,6 @@ __all__ = [
     "save",
     "shard_batch",
     "use_cpu_cores",
+    "vjp",
     "with_backprop",
 ]
