@@ -102,6 +102,19 @@ def psnr(a, b):
     return float(np.mean(10 * np.log10(1.0 / np.mean((a - b) ** 2, axis=(-2, -1)))))
 
 
+def build_model(key, summary_key, depth=4, hidden=32):
+    """A conditional Glow on ``(B, 1, 32, 32)`` behind a convolutional summary network that
+    maps one observation ``(1, 32, 32)`` to an 8-channel feature map (the condition)."""
+    flow = ij.nets.Glow(1, levels=2, depth=depth, hidden=hidden, cond_channels=8, cond_spatial=True, key=key)
+    k1, k2, k3 = jr.split(summary_key, 3)
+    summary = eqx.nn.Sequential([
+        eqx.nn.Conv2d(1, 16, 3, padding=1, key=k1), eqx.nn.Lambda(jax.nn.relu),
+        eqx.nn.Conv2d(16, 16, 3, padding=1, key=k2), eqx.nn.Lambda(jax.nn.relu),
+        eqx.nn.Conv2d(16, 8, 3, padding=1, key=k3),
+    ])
+    return ij.nets.Summarized(flow, summary)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=3000)
@@ -119,15 +132,7 @@ def main():
     start = time.perf_counter()
     k_model, k_summary, k_fit, k_test, k_post = jr.split(jr.key(0), 5)
 
-    flow = ij.nets.Glow(1, levels=2, depth=args.depth, hidden=args.hidden, cond_channels=8, cond_spatial=True,
-                        key=k_model)
-    k1, k2, k3 = jr.split(k_summary, 3)
-    summary = eqx.nn.Sequential([  # one observation (1, 32, 32) -> an 8-channel feature map
-        eqx.nn.Conv2d(1, 16, 3, padding=1, key=k1), eqx.nn.Lambda(jax.nn.relu),
-        eqx.nn.Conv2d(16, 16, 3, padding=1, key=k2), eqx.nn.Lambda(jax.nn.relu),
-        eqx.nn.Conv2d(16, 8, 3, padding=1, key=k3),
-    ])
-    model = ij.nets.Summarized(flow, summary)
+    model = build_model(k_model, k_summary, depth=args.depth, hidden=args.hidden)
     optimizer = optax.chain(optax.clip_by_global_norm(10.0),
                             optax.adam(optax.warmup_cosine_decay_schedule(0.0, 1e-3, 100, max(args.steps, 101))))
     model, history = ij.fit(model, jax.jit(simulate, static_argnums=1), key=k_fit, steps=args.steps,
