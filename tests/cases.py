@@ -10,6 +10,7 @@ every contract test, so keep them tiny.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import jax.random as jr
 
 import invjax as ij
@@ -22,6 +23,19 @@ def _flow(layer, conditional=False):
 
 def _double(cond):
     return 2.0 * cond
+
+
+_MATRIX = jr.normal(jr.key(7), (5, 16))
+
+
+def _matrix_operator(x):
+    """A linear operator from ``(B, 1, 4, 4)`` images to ``(B, 5)`` data (i-RIM cases)."""
+    return x.reshape(x.shape[0], -1) @ _MATRIX.astype(x.dtype).T
+
+
+def _shift_operator(x):
+    """A linear operator that keeps the shape: ``x + 0.5 * x`` shifted along the last axis."""
+    return x + 0.5 * jnp.roll(x, 1, axis=-1)
 
 
 def _stack(key):
@@ -157,6 +171,13 @@ CASES = {
         (2, 1, 4, 4, 4),
         (2, 1, 4, 4, 4),
     ),
+    "gradient_step_image": (lambda k: _flow(L.GradientStep(3, _matrix_operator), conditional=True), (2, 3, 4, 4),
+                            (2, 5)),
+    "irim_image": (lambda k: ij.nets.IRIM(4, 2, 4, _matrix_operator, key=k, stride=2), (2, 4, 4, 4), (2, 5)),
+    "irim_signal": (lambda k: ij.nets.IRIM(2, 2, 4, _shift_operator, key=k, spatial_dims=1, stride=2, kernel=2),
+                    (2, 2, 4), (2, 1, 4)),
+    "irim_volume": (lambda k: ij.nets.IRIM(3, 2, 4, _shift_operator, key=k, spatial_dims=3, stride=2), (2, 3, 2, 2, 2),
+                    (2, 1, 2, 2, 2)),
 }
 
 
@@ -182,6 +203,7 @@ NETWORKS = {
         (2, 1, 8, 8),
         (2, 1, 8, 8),
     ),
+    "irim": (lambda d: ij.nets.IRIM(4, d, 8, _shift_operator, key=_KEY), (2, 4, 8, 8), (2, 1, 8, 8)),
 }
 
 

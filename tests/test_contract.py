@@ -70,11 +70,17 @@ def test_round_trip_inverse_log_det_backward_rebuilds_initialize_and_file(name, 
     after = [n for n in jax.tree.leaves(new, is_leaf=is_actnorm) if is_actnorm(n)]
     for old, fresh in zip(before, after, strict=True):
         assert not np.allclose(old.log_scale, fresh.log_scale), "an ActNorm was left uninitialised"
+    # The same for i-RIM's gradient normalisation.
+    is_step = lambda n: isinstance(n, ij.layers.GradientStep)  # noqa: E731
+    steps = [[n for n in jax.tree.leaves(f, is_leaf=is_step) if is_step(n)] for f in (flow, new)]
+    for old, fresh in zip(*steps, strict=True):
+        assert not np.allclose(old.scale, fresh.scale), "a GradientStep was left uninitialised"
     np.testing.assert_allclose(x_back_new, 3.0 + 2.0 * x, atol=1e-9)
 
     # Every case survives a file, rebuilt from the file's data alone (no template) unless it
-    # holds a function of the tests' own (map_cond's ``_double``, off load's allow-list).
-    own_function = name.startswith("map_cond")
+    # holds a function of the tests' own (map_cond's ``_double``, i-RIM's operators: off
+    # load's allow-list).
+    own_function = name.startswith(("map_cond", "gradient_step", "irim"))
     loaded = ij.load(ij.save(tmp_path / "case.eqx", flow), like=flow if own_function else None)
     assert jax.tree.structure(loaded) == jax.tree.structure(flow)
     for a, b in zip(jax.tree.leaves(eqx.filter(loaded, eqx.is_array)), jax.tree.leaves(eqx.filter(flow, eqx.is_array)),
@@ -182,6 +188,7 @@ def test_cases_hold_every_network_in_every_dimensionality():
         ij.nets.Hyperbolic: {1, 2, 3},
         ij.nets.ConditionalHINT: {0, 1, 2, 3},
         ij.nets.MultiscaleConditionalHINT: {1, 2, 3},
+        ij.nets.IRIM: {1, 2, 3},
     }
     found = {network: set() for network in supported}
     for build, *_ in CASES.values():

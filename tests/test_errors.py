@@ -17,6 +17,7 @@ X4 = jnp.zeros((2, 2, 4, 4))
 CHINT = ij.nets.ConditionalHINT(2, 1, 4, cond_channels=3, key=KEY)
 MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=KEY)
 HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
+IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +104,16 @@ HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
         (lambda: CHINT.forward_y(jnp.zeros((2, 3))), r"expected y of shape"),
         (lambda: MSCHINT.log_prob(jnp.zeros((2, 1, 6, 6)), jnp.zeros((2, 1, 6, 6))), r"divisible by 4"),
         (lambda: MSCHINT.forward_joint(jnp.zeros((2, 1, 4, 4)), None), r"cond is required"),
+        (lambda: IRIM.forward(jnp.zeros((2, 3, 4, 4))), r"cond is required"),
+        (lambda: IRIM.forward(jnp.zeros((2, 3, 4, 4)), jnp.zeros((2, 1, 4, 5))),
+         r"maps the estimate \(2, 1, 4, 4\) to \(2, 1, 4, 4\), but d \(cond\) has shape \(2, 1, 4, 5\)"),
+        (lambda: IRIM.forward(jnp.zeros((2, 3, 5, 6)), jnp.zeros((2, 1, 5, 6))), r"divisible by 2"),
+        (lambda: IRIM.forward(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 1, 4, 4))), r"expected x with 3 channels"),
+        (lambda: IRIM.reconstruct(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 1, 4, 4))), r"estimate eta of shape \(B, 1"),
+        (lambda: ij.nets.IRIM(1, 1, 4, lambda v: v, key=KEY), r"in_channels >= 2"),
+        (lambda: ij.nets.IRIM(2, 1, 4, lambda v: v, key=KEY, kernel=3, stride=2), r"kernel - stride even"),
+        (lambda: L.GradientStep(2, "not a function"), r"operator must be a function"),
+        (lambda: L.ResidualBlock(2, 2, 4, key=KEY, kernel=4), r"kernel odd \(stride 1\)"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

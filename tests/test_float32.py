@@ -15,7 +15,11 @@ RECONSTRUCTION_BOUND = 1e-4
 # A leapfrog with no force keeps a constant velocity (x_curr - x_prev), so a hyperbolic
 # network's states grow linearly with the number of steps and the reconstruction loses
 # digits to cancellation: 1.7e-4 measured here (2 levels, depth 64 = 191 leapfrog steps).
-BOUNDS = {"hyperbolic": 1e-3}
+# An i-RIM adds A^T A eta to its memory at every iteration, so each inverse iteration can
+# amplify round-off by up to 1 + |A^T A| (2.25 for the test's operator), and an untrained
+# one's memory grows linearly: 3e-5 at 8 iterations, 4.5e-5 at 16, 3e-3 to 1e-2 at 64
+# (i-RIMs run ~10; the IRIM docstring says so).
+BOUNDS = {"hyperbolic": 1e-3, "irim": 3e-2}
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

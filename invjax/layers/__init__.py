@@ -8,6 +8,7 @@ from .conditioners import MLP, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
+from .gradient_step import GradientStep
 from .hint import HINTCoupling
 from .hyperbolic import HyperbolicLayer
 from .invert import Invert
@@ -31,6 +32,7 @@ __all__ = [
     "Conv1x1",
     "Conv1x1LU",
     "FactorOut",
+    "GradientStep",
     "HINTCoupling",
     "HaarSqueeze",
     "HyperbolicLayer",

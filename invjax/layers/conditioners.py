@@ -7,6 +7,8 @@ is the identity map. Arguments follow Equinox's own (``eqx.nn.MLP``, ``eqx.nn.Co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,8 +30,15 @@ def _zero_last(module, get):
 
 
 class ResidualBlock(eqx.Module):
-    """3x3 conv, ReLU, 1x1 conv, ReLU, 3x3 conv (zero-initialised), as in Glow and
-    InvertibleNetworks.jl.
+    """Conv, activation, conv, activation, conv (the last zero-initialised), as in Glow and
+    InvertibleNetworks.jl's ``ResidualBlock``.
+
+    By default 3x3, 1x1, 3x3 "same" convolutions with ReLU (Glow's). InvertibleNetworks.jl's
+    options: ``kernel`` (its ``k1``) for the first and last convolution, ``middle_kernel``
+    (``k2``), ``stride`` (``s1``): with ``stride > 1`` the first convolution downsamples
+    by ``stride`` and the last is its transpose, upsampling back (the i-RIM coupling's
+    block, ``k1 = s1 = 4``); the padding (``p1``, ``p2``) follows from the kernels so
+    that the output has the input's spatial sizes; ``activation``.
 
     Args:
         in_channels: channels in.
@@ -37,25 +46,54 @@ class ResidualBlock(eqx.Module):
         hidden: channels of the two hidden feature maps.
         key: PRNG key.
         spatial_dims: 1 for signals, 2 for images, 3 for volumes.
+        kernel: size of the first and last kernels; odd when ``stride == 1``, otherwise
+            ``kernel >= stride`` with ``kernel - stride`` even.
+        middle_kernel: size of the middle kernel (odd).
+        stride: downsampling factor of the first convolution; spatial sizes must be
+            multiples of it.
+        activation: an elementwise function (a named one, so ``ij.save`` can store it).
 
     Shapes (one sample): ``(in_channels, *spatial)`` -> ``(out_channels, *spatial)``.
     """
 
-    convs: tuple[eqx.nn.Conv, eqx.nn.Conv, eqx.nn.Conv]
+    convs: tuple
+    stride: int = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
 
-    def __init__(self, in_channels: int, out_channels: int, hidden: int, *, key, spatial_dims: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, *, key, spatial_dims: int = 2,
+                 kernel: int = 3, middle_kernel: int = 1, stride: int = 1, activation: Callable = jax.nn.relu):
         check_spatial_dims("ResidualBlock", spatial_dims, (1, 2, 3))
+        if stride < 1 or middle_kernel % 2 == 0 or (stride == 1 and kernel % 2 == 0) or kernel < stride or (
+                kernel - stride) % 2:
+            raise ValueError("ResidualBlock: expected stride >= 1, an odd middle_kernel, and kernel odd (stride 1) "
+                             "or >= stride with kernel - stride even; got "
+                             f"kernel={kernel}, middle_kernel={middle_kernel}, stride={stride}.")
+        if not callable(activation):
+            raise ValueError(f"ResidualBlock: activation must be a function, got {activation!r}.")
         k1, k2, k3 = jr.split(key, 3)
-        conv = lambda i, o, k, key: eqx.nn.Conv(spatial_dims, i, o, k, padding=k // 2, key=key)  # noqa: E731
-        convs = (conv(in_channels, hidden, 3, k1), conv(hidden, hidden, 1, k2), conv(hidden, out_channels, 3, k3))
-        self.convs = _zero_last(convs, lambda c: c[-1])
+        pad = (kernel - stride) // 2
+        first = eqx.nn.Conv(spatial_dims, in_channels, hidden, kernel, stride=stride, padding=pad, key=k1)
+        middle = eqx.nn.Conv(spatial_dims, hidden, hidden, middle_kernel, padding=middle_kernel // 2, key=k2)
+        if stride == 1:
+            last = eqx.nn.Conv(spatial_dims, hidden, out_channels, kernel, padding=pad, key=k3)
+        else:
+            last = eqx.nn.ConvTranspose(spatial_dims, hidden, out_channels, kernel, stride=stride, padding=pad, key=k3)
+        self.convs = _zero_last((first, middle, last), lambda c: c[-1])
+        self.stride, self.activation = stride, activation
 
     def __call__(self, x: Float[Array, "c *spatial"]) -> Float[Array, "o *spatial"]:
-        # The convolutions run channels-last (see :mod:`invjax.layers._conv`); the modules keep
-        # Equinox's layout and initialisation.
-        first, middle, last = (lambda h, c=c: conv_same(h, c.weight, c.bias) for c in self.convs)
-        h = to_channels_last(x[None])
-        return to_channels_first(last(jax.nn.relu(middle(jax.nn.relu(first(h))))))[0]
+        act = self.activation
+        if self.stride == 1:
+            # Stride-1 convolutions run channels-last (see :mod:`invjax.layers._conv`); the
+            # modules keep Equinox's layout and initialisation.
+            first, middle, last = (lambda h, c=c: conv_same(h, c.weight, c.bias) for c in self.convs)
+            h = to_channels_last(x[None])
+            return to_channels_first(last(act(middle(act(first(h))))))[0]
+        if any(n % self.stride for n in x.shape[1:]):
+            raise ValueError(f"ResidualBlock: spatial sizes must be multiples of the stride {self.stride}; got a "
+                             f"sample of shape {x.shape}.")
+        first, middle, last = self.convs
+        return last(act(middle(act(first(x)))))
 
 
 def _identity(x):

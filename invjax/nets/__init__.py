@@ -5,11 +5,13 @@ from .conditional_hint import AbstractJointFlow, ConditionalHINT, MultiscaleCond
 from .glow import Glow
 from .hint import HINT, MultiscaleHINT
 from .hyperbolic import Hyperbolic
+from .irim import IRIM
 from .realnvp import RealNVP
 from .summarized import Summarized
 
 __all__ = [
     "HINT",
+    "IRIM",
     "AbstractFlow",
     "AbstractJointFlow",
     "AbstractNetwork",
