@@ -22,9 +22,10 @@ PICTURES = {
     "vi_gaussian": "vi_gaussian.png",
     "vi_deblurring": "vi_deblurring.png",
     "imaging_posterior": "imaging_posterior_sbc.png",
+    "irim_deblurring": "irim_memory.png",
 }
 # Scripts whose evaluation has its own short mode (held-out pairs and draws, not only steps).
-QUICK = {"imaging_posterior"}
+QUICK = {"imaging_posterior", "irim_deblurring"}
 
 
 def test_every_script_is_listed():
