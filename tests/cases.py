@@ -52,6 +52,10 @@ CASES = {
     "permute_vector": (lambda k: _flow(L.Permute(5, key=k)), (3, 5)),
     "affine_coupling_vector": (lambda k: _flow(L.AffineCoupling(4, 8, spatial_dims=0, key=k)), (3, 4)),
     "affine_coupling_image": (lambda k: _flow(L.AffineCoupling(3, 4, key=k)), (2, 3, 4, 4)),
+    "affine_coupling_expclamp_image": (lambda k: _flow(L.AffineCoupling(3, 4, key=k, scale=L.ExpClampScale())),
+                                       (2, 3, 4, 4)),
+    "realnvp_uncentred_sigmoid": (
+        lambda k: ij.nets.RealNVP(4, 2, 8, key=k, scale=L.SigmoidScale(0.5, 1.0, centred=False)), (3, 4)),
     "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, spatial_dims=3, key=k)), (2, 2, 2, 2, 2)),
     "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, key=k)), (2, 4, 2, 2)),
     "squeeze_image": (lambda k: _flow(L.Squeeze()), (2, 1, 4, 4)),

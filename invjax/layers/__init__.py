@@ -15,6 +15,7 @@ from .invert import Invert
 from .map_cond import MapCond
 from .on_channels import FactorOut, OnChannels
 from .permute import Permute
+from .scales import AbstractScale, ExpClampScale, SigmoidScale
 from .squeeze import HaarSqueeze, Squeeze
 from .stack import Stack
 
@@ -24,6 +25,7 @@ __all__ = [
     "AbstractComposite",
     "AbstractCoupling",
     "AbstractLayer",
+    "AbstractScale",
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
@@ -31,6 +33,7 @@ __all__ = [
     "Conjugate",
     "Conv1x1",
     "Conv1x1LU",
+    "ExpClampScale",
     "FactorOut",
     "GradientStep",
     "HINTCoupling",
@@ -41,6 +44,7 @@ __all__ = [
     "OnChannels",
     "Permute",
     "ResidualBlock",
+    "SigmoidScale",
     "Squeeze",
     "Stack",
 ]

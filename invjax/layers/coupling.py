@@ -2,7 +2,6 @@
 
 
 import abc
-import math
 
 import equinox as eqx
 import jax
@@ -12,6 +11,7 @@ from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._util import split_channels, sum_per_sample
 from .conditioners import default_conditioner
+from .scales import AbstractScale, SigmoidScale, check_scale
 
 
 class AbstractCoupling(AbstractLayer):
@@ -120,12 +120,12 @@ def check_split(name, in_channels, spatial_dims, split=None):
 
 
 class AffineCoupling(AbstractCoupling):
-    """``y2 = s * x2 + t`` with a bounded, sigmoid-based scale.
+    """``y2 = s * x2 + t`` with a bounded scale ``s = scale(a)``.
 
-    ``s = lo + (hi - lo) * sigmoid(a + c)``, ``c`` chosen so that ``a = 0`` gives ``s = 1``.
-    Bounding ``s`` in ``(lo, hi)`` keeps every inverse well conditioned, so activations
-    reconstructed through a deep network stay accurate in float32 (as Glow's and
-    InvertibleNetworks.jl's sigmoid scales do).
+    By default ``s = 0.5 + 1.5 * sigmoid(a + c)``, ``c`` chosen so that ``a = 0`` gives
+    ``s = 1`` (:class:`SigmoidScale`). Bounding ``s`` keeps every inverse well
+    conditioned, so activations reconstructed through a deep network stay accurate in
+    float32 (as Glow's and InvertibleNetworks.jl's sigmoid scales do).
 
     Args:
         in_channels: ``C`` (at least 2); the first ``C // 2`` condition the rest.
@@ -135,7 +135,9 @@ class AffineCoupling(AbstractCoupling):
             2 for images (default), 3 for volumes (:class:`ResidualBlock` conditioner).
         conditioner: optional per-sample module mapping ``(C // 2 + K, *spatial)`` to
             ``(2 * (C - C // 2), *spatial)``; replaces the default.
-        scale_range: ``(lo, hi)`` with ``0 < lo < 1 < hi``.
+        scale: how the raw output becomes ``s``, a value: ``ij.layers.SigmoidScale(low,
+            high)`` (default ``(0.5, 2.0)``, centred) or ``ij.layers.ExpClampScale(clamp)``
+            (InvertibleNetworks.jl's ``activation``).
         cond_channels: ``K``; if positive the layer is conditional: ``cond`` of shape
             ``(B, K)`` (broadcast over space) or ``(B, K, *spatial)`` joins the
             conditioner's input, and receives gradients.
@@ -149,7 +151,7 @@ class AffineCoupling(AbstractCoupling):
     conditioner: eqx.Module
     in_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
-    scale_range: tuple[float, float] = eqx.field(static=True)
+    scale: AbstractScale
     cond_channels: int = eqx.field(static=True)
     split: int = eqx.field(static=True)
 
@@ -161,15 +163,13 @@ class AffineCoupling(AbstractCoupling):
         key,
         spatial_dims: int = 2,
         conditioner: eqx.Module | None = None,
-        scale_range: tuple[float, float] = (0.5, 2.0),
+        scale: AbstractScale = SigmoidScale(),
         cond_channels: int = 0,
         split: int | None = None,
     ):
         half = check_split("AffineCoupling", in_channels, spatial_dims, split)
-        lo, hi = scale_range
-        if not 0 < lo < 1 < hi:
-            raise ValueError(f"AffineCoupling: scale_range must satisfy 0 < lo < 1 < hi, got {scale_range}.")
-        self.in_channels, self.spatial_dims, self.scale_range = in_channels, spatial_dims, (float(lo), float(hi))
+        self.scale = check_scale("AffineCoupling", scale)
+        self.in_channels, self.spatial_dims = in_channels, spatial_dims
         self.cond_channels, self.split = cond_channels, half
         if conditioner is None:
             conditioner = default_conditioner(
@@ -178,18 +178,16 @@ class AffineCoupling(AbstractCoupling):
         self.conditioner = conditioner
 
     def _scale_shift(self, h):
-        lo, hi = self.scale_range
         raw, shift = jnp.split(h, 2, axis=1)
-        scale = lo + (hi - lo) * jax.nn.sigmoid(raw + math.log((1 - lo) / (hi - 1)))
-        return scale, shift
+        return (*self.scale(raw), shift)
 
     def _transform(self, h, x2):
-        scale, shift = self._scale_shift(h)
-        return x2 * scale + shift, sum_per_sample(jnp.log(scale))
+        scale, log_scale, shift = self._scale_shift(h)
+        return x2 * scale + shift, sum_per_sample(log_scale)
 
     def _inverse_transform(self, h, y2):
-        scale, shift = self._scale_shift(h)
-        return (y2 - shift) / scale, -sum_per_sample(jnp.log(scale))
+        scale, log_scale, shift = self._scale_shift(h)
+        return (y2 - shift) / scale, -sum_per_sample(log_scale)
 
 
 class AdditiveCoupling(AbstractCoupling):

@@ -12,15 +12,17 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze
+from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
 
 
 def glow_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, conv: type = Conv1x1LU,
-              cond_channels: int = 0) -> Chain:
+              cond_channels: int = 0, scale: AbstractScale = SigmoidScale()) -> Chain:
     """One flow step: ActNorm, invertible 1x1 convolution, affine coupling."""
     k1, k2 = jr.split(key)
-    coupling = AffineCoupling(in_channels, hidden, spatial_dims=spatial_dims, key=k2, cond_channels=cond_channels)
+    coupling = AffineCoupling(in_channels, hidden, spatial_dims=spatial_dims, key=k2, cond_channels=cond_channels,
+                              scale=scale)
     return Chain([ActNorm(in_channels), conv(in_channels, key=k1), coupling])
 
 
@@ -47,6 +49,9 @@ class Glow(AbstractNetwork):
             or ``ij.layers.Conv1x1`` (Householder, InvertibleNetworks.jl's).
         squeeze: the squeeze, a layer class: ``ij.layers.Squeeze`` (space-to-depth, Glow's,
             default) or ``ij.layers.HaarSqueeze`` (orthonormal wavelet).
+        scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``, in
+            ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
+            ``glow_seismic.jl`` is ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``.
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -72,27 +77,30 @@ class Glow(AbstractNetwork):
     cond_spatial: bool = eqx.field(static=True)
     conv: type = eqx.field(static=True)
     squeeze: type = eqx.field(static=True)
+    scale: AbstractScale
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, conv: type = Conv1x1LU,
-                 squeeze: type = Squeeze, base=StandardNormal(), backprop=Invertible()):
+                 squeeze: type = Squeeze, scale: AbstractScale = SigmoidScale(), base=StandardNormal(),
+                 backprop=Invertible()):
         name = "Glow"
         check_spatial_dims(name, spatial_dims, (1, 2, 3), " For vectors use RealNVP.")
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
         check_cond_channels(name, cond_channels)
         check_layer_class(name, "conv", conv)
         check_layer_class(name, "squeeze", squeeze)
+        check_scale(name, scale)
 
         def step(channels, level_cond_channels, key):
             return glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
-                             cond_channels=level_cond_channels)
+                             cond_channels=level_cond_channels, scale=scale)
 
         self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
                                cond_channels=cond_channels, cond_spatial=cond_spatial)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, bool(cond_spatial)
-        self.conv, self.squeeze = conv, squeeze
+        self.conv, self.squeeze, self.scale = conv, squeeze, scale
 
     @property
     def divisible_by(self) -> int:

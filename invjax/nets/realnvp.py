@@ -12,6 +12,7 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, AffineCoupling, Chain, Permute, Stack
+from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._options import check_cond_channels, check_positive
 
 
@@ -27,6 +28,8 @@ class RealNVP(AbstractNetwork):
         hidden: width of the coupling MLPs.
         key: PRNG key.
         cond_channels: ``K``, the size of the condition vectors; 0 (default) for none.
+        scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``; or
+            ``ij.layers.ExpClampScale()``).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -46,21 +49,24 @@ class RealNVP(AbstractNetwork):
     depth: int = eqx.field(static=True)
     hidden: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
+    scale: AbstractScale
 
     spatial_dims: ClassVar[int] = 0
     divisible_by: ClassVar[int] = 1
     cond_spatial: ClassVar[bool] = False
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, cond_channels: int = 0,
-                 base=StandardNormal(), backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
         check_positive("RealNVP", depth=depth, hidden=hidden)
         if not isinstance(in_channels, int) or in_channels < 2:
             raise ValueError(f"RealNVP needs in_channels >= 2 to split, got {in_channels!r}.")
         check_cond_channels("RealNVP", cond_channels)
+        self.scale = check_scale("RealNVP", scale)
 
         def step(key):
             k1, k2 = jr.split(key)
-            coupling = AffineCoupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels)
+            coupling = AffineCoupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels,
+                                      scale=scale)
             return Chain([ActNorm(in_channels), Permute(in_channels, key=k1), coupling])
 
         self.body = Stack(step, depth, key=key)
