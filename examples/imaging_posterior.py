@@ -91,10 +91,11 @@ def main():
     p.add_argument("--draws", type=int, default=99, help="posterior draws per held-out pair")
     p.add_argument("--checkpoint", default=None,
                    help="save training here every 250 steps and resume from it if it exists")
-    p.add_argument("--quick", action="store_true", help="30 steps, 20 held-out pairs, 19 draws (CI)")
+    p.add_argument("--quick", action="store_true", help="at most 30 steps, depth 1, hidden 8, 20 held-out pairs, "
+                                                        "19 draws (CI)")
     args = p.parse_args()
     if args.quick:
-        args.steps, args.test, args.draws = min(args.steps, 30), 20, 19
+        args.steps, args.depth, args.hidden, args.test, args.draws = min(args.steps, 30), 1, 8, 20, 19
     start = time.perf_counter()
     k_model, k_summary, k_fit, k_test, k_post = jr.split(jr.key(0), 5)
 

@@ -205,8 +205,9 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         cond_channels: ``C_y``.
         key: PRNG key.
         spatial_dims: 1, 2 (images, default) or 3 (volumes).
-        squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default) or
-            ``ij.layers.Squeeze``.
+        squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
+            :class:`MultiscaleHINT`; InvertibleNetworks.jl defaults to its checkerboard-like
+            ``ShuffleLayer`` here) or ``ij.layers.Squeeze``.
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
