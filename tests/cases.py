@@ -56,6 +56,7 @@ CASES = {
                                        (2, 3, 4, 4)),
     "realnvp_uncentred_sigmoid": (
         lambda k: ij.nets.RealNVP(4, 2, 8, key=k, scale=L.SigmoidScale(0.5, 1.0, centred=False)), (3, 4)),
+    "elementwise_affine_image": (lambda k: _flow(L.ElementwiseAffine((2, 3, 3))), (2, 2, 3, 3)),
     "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, spatial_dims=3, key=k)), (2, 2, 2, 2, 2)),
     "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, key=k)), (2, 4, 2, 2)),
     "squeeze_image": (lambda k: _flow(L.Squeeze()), (2, 1, 4, 4)),

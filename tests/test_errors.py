@@ -43,6 +43,8 @@ IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
         (lambda: L.SigmoidScale(0.5, 1.0, centred=True), r"centred=True needs low < 1 < high"),
         (lambda: L.SigmoidScale(1.0, 0.5), r"0 <= low < high"),
         (lambda: L.ExpClampScale(0.0), r"clamp must be positive"),
+        (lambda: L.ElementwiseAffine((2, 3)).forward(jnp.zeros((2, 3, 2))), r"expected x of shape \(B, 2, 3\)"),
+        (lambda: L.ElementwiseAffine((0, 3)), r"positive sizes"),
         (lambda: L.Stack(lambda k: L.ActNorm(2), 0, key=KEY), r"positive integer"),
         (lambda: L.Chain([]), r"at least one layer"),
         (lambda: L.Chain([jnp.zeros(2)]), r"invjax layers"),

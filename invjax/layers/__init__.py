@@ -8,6 +8,7 @@ from .conditioners import MLP, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
+from .elementwise_affine import ElementwiseAffine
 from .gradient_step import GradientStep
 from .hint import HINTCoupling
 from .hyperbolic import HyperbolicLayer
@@ -33,6 +34,7 @@ __all__ = [
     "Conjugate",
     "Conv1x1",
     "Conv1x1LU",
+    "ElementwiseAffine",
     "ExpClampScale",
     "FactorOut",
     "GradientStep",
