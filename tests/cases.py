@@ -80,6 +80,9 @@ CASES = {
     "glow_image": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k), (2, 1, 4, 4)),
     "glow_volume": (lambda k: ij.nets.Glow(1, 2, 2, 4, key=k, spatial_dims=3), (2, 1, 4, 4, 4)),
     "glow_signal": (lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, spatial_dims=1), (2, 2, 8)),
+    "glow_dense_vector_cond": (
+        lambda k: ij.nets.Glow(4, 2, 1, 8, key=k, spatial_dims=0, split_scales=False, cond_channels=2), (3, 4), (3, 2)),
+    "glow_unsqueezed_image": (lambda k: ij.nets.Glow(2, 2, 1, 4, key=k, split_scales=False), (2, 2, 3, 3)),
     "glow_householder_haar": (
         lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv=L.Conv1x1, squeeze=L.HaarSqueeze),
         (2, 2, 4, 4),

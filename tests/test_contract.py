@@ -182,7 +182,7 @@ def test_cases_hold_every_network_in_every_dimensionality():
     where it has levels (built abstractly: nothing is computed)."""
     supported = {
         ij.nets.RealNVP: {0},
-        ij.nets.Glow: {1, 2, 3},
+        ij.nets.Glow: {0, 1, 2, 3},
         ij.nets.HINT: {0, 1, 2, 3},
         ij.nets.MultiscaleHINT: {1, 2, 3},
         ij.nets.Hyperbolic: {1, 2, 3},

@@ -116,6 +116,8 @@ IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
         (lambda: IRIM.forward(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 1, 4, 4))), r"expected x with 3 channels"),
         (lambda: IRIM.reconstruct(jnp.zeros((2, 2, 4, 4)), jnp.zeros((2, 1, 4, 4))), r"estimate eta of shape \(B, 1"),
         (lambda: ij.nets.IRIM(1, 1, 4, lambda v: v, key=KEY), r"in_channels >= 2"),
+        (lambda: ij.nets.Glow(3, 1, 1, 4, key=KEY, spatial_dims=0), r"For vectors use RealNVP, or split_scales=False"),
+        (lambda: ij.nets.Glow(1, 1, 1, 4, key=KEY, split_scales=False), r"split_scales=False needs in_channels >= 2"),
         (lambda: ij.nets.IRIM(2, 1, 4, lambda v: v, key=KEY, kernel=3, stride=2), r"kernel - stride even"),
         (lambda: L.GradientStep(2, "not a function"), r"operator must be a function"),
         (lambda: L.ResidualBlock(2, 2, 4, key=KEY, kernel=4), r"kernel odd \(stride 1\)"),

@@ -11,7 +11,7 @@ from .._checks import check_spatial_dims
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze
+from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze, Stack
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
@@ -31,7 +31,10 @@ class Glow(AbstractNetwork):
 
     Each level squeezes, runs its steps, and (but the last) factors half of the channels
     out to the latent. With ``cond_channels > 0`` every coupling also sees a condition: a
-    model of ``p(x | cond)``.
+    model of ``p(x | cond)``. With ``split_scales=False`` (InvertibleNetworks.jl's
+    default for ``NetworkGlow``) nothing is squeezed or factored out: ``levels * depth``
+    steps run at full resolution, on vectors too (``spatial_dims=0``, dense conditioners:
+    InvertibleNetworks.jl's ``dense=true``).
 
     Args:
         in_channels: ``C`` of the input.
@@ -40,7 +43,8 @@ class Glow(AbstractNetwork):
         hidden: channels of the coupling conditioners.
         key: PRNG key.
         spatial_dims: 1 for signals ``(B, C, W)``, 2 for images ``(B, C, H, W)`` (default),
-            3 for volumes ``(B, C, D, H, W)``.
+            3 for volumes ``(B, C, D, H, W)``; 0 for vectors ``(B, C)`` with
+            ``split_scales=False``.
         cond_channels: ``K``, the channels of the condition; 0 (default) for none.
         cond_spatial: ``False`` (default) for a vector condition ``(B, K)``, broadcast over
             space; ``True`` for a feature map ``(B, K, *spatial)`` of the input's spatial
@@ -52,6 +56,8 @@ class Glow(AbstractNetwork):
         scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``, in
             ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
             ``glow_seismic.jl`` is ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``.
+        split_scales: ``True`` (default): squeeze and factor out at every level; ``False``:
+            one scale, ``levels * depth`` steps (needs ``C >= 2``).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -78,13 +84,19 @@ class Glow(AbstractNetwork):
     conv: type = eqx.field(static=True)
     squeeze: type = eqx.field(static=True)
     scale: AbstractScale
+    split_scales: bool = eqx.field(static=True)
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, conv: type = Conv1x1LU,
-                 squeeze: type = Squeeze, scale: AbstractScale = SigmoidScale(), base=StandardNormal(),
-                 backprop=Invertible()):
+                 squeeze: type = Squeeze, scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
+                 base=StandardNormal(), backprop=Invertible()):
         name = "Glow"
-        check_spatial_dims(name, spatial_dims, (1, 2, 3), " For vectors use RealNVP.")
+        if split_scales:
+            check_spatial_dims(name, spatial_dims, (1, 2, 3), " For vectors use RealNVP, or split_scales=False.")
+        else:
+            check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
+            if not isinstance(in_channels, int) or in_channels < 2:
+                raise ValueError(f"Glow with split_scales=False needs in_channels >= 2 to split, got {in_channels!r}.")
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
         check_cond_channels(name, cond_channels)
         check_layer_class(name, "conv", conv)
@@ -95,13 +107,17 @@ class Glow(AbstractNetwork):
             return glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
                              cond_channels=level_cond_channels, scale=scale)
 
-        self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
-                               cond_channels=cond_channels, cond_spatial=cond_spatial)
+        cond_spatial = bool(cond_spatial) and spatial_dims > 0
+        if split_scales:
+            self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
+                                   cond_channels=cond_channels, cond_spatial=cond_spatial)
+        else:
+            self.body = Stack(lambda k: step(in_channels, cond_channels, k), levels * depth, key=key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, bool(cond_spatial)
-        self.conv, self.squeeze, self.scale = conv, squeeze, scale
+        self.conv, self.squeeze, self.scale, self.split_scales = conv, squeeze, scale, bool(split_scales)
 
     @property
     def divisible_by(self) -> int:
-        return 2**self.levels
+        return 2**self.levels if self.split_scales else 1
