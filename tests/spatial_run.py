@@ -99,6 +99,13 @@ def fit_runs():
         _, history = ij.fit(flow, x, cond, key=jr.key(3), steps=3, batch_size=8, progress=False,
                             devices=devices, space=space)
         runs[label] = history["train"]
+    # Online training from a simulator, split the same way (2x2) and on one device.
+    simulate = jax.jit(lambda key, n: (jr.normal(key, (n, 1, 32, 8)), jr.normal(jr.fold_in(key, 1), (n, 1, 32, 8))),
+                       static_argnums=1)
+    for label, devices, space in (("simulator_1", jax.devices()[:1], 1), ("simulator_2x2", jax.devices()[:4], 2)):
+        _, history = ij.fit(flow, simulate, key=jr.key(3), steps=3, batch_size=8, progress=False, devices=devices,
+                            space=space)
+        runs[label] = history["train"]
     errors = []
     calls = (lambda: ij.fit(flow, x, cond, key=_K, steps=1, progress=False, space=3),  # 3 does not divide 4
              lambda: ij.fit(flow, x, cond, key=_K, steps=1, progress=False, space=2, batch_size=5),

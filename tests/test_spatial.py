@@ -55,6 +55,10 @@ def test_fit_splits_the_batch_and_space_with_one_argument():
         # ActNorm's initialisation on the split first batch) into visible update differences.
         np.testing.assert_allclose(runs[mesh][0], runs["1"][0], rtol=1e-5)
         np.testing.assert_allclose(runs[mesh], runs["1"], rtol=3e-3)
+    # A simulator's pairs are split the same way (and differ from the arrays' pairs).
+    np.testing.assert_allclose(runs["simulator_2x2"][0], runs["simulator_1"][0], rtol=1e-5)
+    np.testing.assert_allclose(runs["simulator_2x2"], runs["simulator_1"], rtol=3e-3)
+    assert not np.allclose(runs["simulator_1"], runs["1"])
     space_error, batch_error, size_error = result["errors"]
     assert "space must be a positive integer dividing the number of devices (4); got space=3" in space_error
     assert "batch_size (5) must be a multiple of the number of devices (2 = 4 / space)" in batch_error
