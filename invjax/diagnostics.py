@@ -289,28 +289,36 @@ def plot_coverage(result: dict, names=None, ax=None):
     return fig
 
 
+def _scatter_panels(xs, ys, names, ax, xlabel: str, ylabel: str, decorate):
+    """One scatter panel per quantity; ``decorate(axis, i, name)`` adds the reference."""
+    fig, axes = _axes(xs.shape[1], ax)
+    for i, (a, name) in enumerate(zip(axes, _names(xs.shape[1], names), strict=False)):
+        a.scatter(xs[:, i], ys[:, i], s=4, alpha=0.5)
+        decorate(a, i, name)
+        a.set(xlabel=xlabel)
+    axes[0].set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
 def plot_contraction(result: dict, names=None, ax=None):
     """Posterior z-score against contraction, one panel per quantity (of :func:`contraction`)."""
     c, z = result["contraction"], result["z"]
-    fig, axes = _axes(c.shape[1], ax)
-    for i, (a, name) in enumerate(zip(axes, _names(c.shape[1], names), strict=False)):
-        a.scatter(c[:, i], z[:, i], s=4, alpha=0.5)
+
+    def decorate(a, i, name):
         a.axhline(0, color="0.5", lw=0.6)
-        a.set(title=name, xlabel="contraction", xlim=(min(0, c[:, i].min()), 1))
-    axes[0].set_ylabel("z-score")
-    fig.tight_layout()
-    return fig
+        a.set(title=name, xlim=(min(0, c[:, i].min()), 1))
+
+    return _scatter_panels(c, z, names, ax, "contraction", "z-score", decorate)
 
 
 def plot_recovery(result: dict, names=None, ax=None):
     """Posterior mean against the truth, one panel per quantity (of :func:`recovery`)."""
     mean, truth = result["mean"], result["truth"]
-    fig, axes = _axes(mean.shape[1], ax)
-    for i, (a, name) in enumerate(zip(axes, _names(mean.shape[1], names), strict=False)):
-        a.scatter(truth[:, i], mean[:, i], s=4, alpha=0.5)
+
+    def decorate(a, i, name):
         lo, hi = truth[:, i].min(), truth[:, i].max()
         a.plot([lo, hi], [lo, hi], color="0.5", lw=0.6)
-        a.set(title=f"{name}  R2 {result['r2'][i]:.2f}", xlabel="truth")
-    axes[0].set_ylabel("posterior mean")
-    fig.tight_layout()
-    return fig
+        a.set(title=f"{name}  R2 {result['r2'][i]:.2f}")
+
+    return _scatter_panels(truth, mean, names, ax, "truth", "posterior mean", decorate)
