@@ -1,6 +1,6 @@
 """Learned reconstruction with an i-RIM (InvertibleNetworks.jl's NetworkLoop): deblurring 32x32 phantoms.
 
-    python examples/irim_deblurring.py            # the full run (docs/examples/irim.md)
+    python examples/irim_deblurring.py            # the full run
     python examples/irim_deblurring.py --quick    # a few steps, a small memory sweep (CI)
 
 The inverse problem of ``examples/imaging_posterior.py``: ``d = blur(x) + 0.05 noise``, the

@@ -24,8 +24,8 @@ class GradientStep(AbstractLayer):
     memory ``s``. With ``d`` the observation (the condition) and ``A`` a linear forward
     operator, ``g = A^T (A link(eta) - d)``; it is added to the memory's first channel,
     after an ActNorm-like normalisation (``a``, ``b`` learned, initialised from the first
-    batch's ``g``). ``eta`` is unchanged, so the step is an additive coupling: invertible
-    given ``d``, volume preserving (log-determinant 0).
+    batch's ``g``, its spread floored at 1e-3). ``eta`` is unchanged, so the step is an
+    additive coupling: invertible given ``d``, volume preserving (log-determinant 0).
 
     Args:
         in_channels: ``C >= 2``, channels of the state (1 estimate + ``C - 1`` memory).
@@ -99,8 +99,11 @@ class GradientStep(AbstractLayer):
         # ``eta`` (channel 0) is the same on both sides, so either side gives ``g``.
         check_layout("GradientStep", v, self.in_channels, self.spatial_dims)
         g = self.gradient(v[:, :1], cond)
-        std = jnp.sqrt(jnp.mean((g - jnp.mean(g)) ** 2))
-        scale = 1 / jnp.where(std > 0, std, 1)
+        # The spread is floored: a first batch whose estimate already fits the data has a
+        # round-off gradient, and dividing by its spread would make the step's inverse
+        # amplify round-off by millions.
+        std = jnp.maximum(jnp.sqrt(jnp.mean((g - jnp.mean(g)) ** 2)), 1e-3)
+        scale = 1 / std
         return eqx.tree_at(lambda m: (m.scale, m.bias), self,
                            (jnp.reshape(scale, (1,)).astype(self.scale.dtype),
                             jnp.reshape(-jnp.mean(g) * scale, (1,)).astype(self.bias.dtype)))

@@ -35,7 +35,8 @@ class SigmoidScale(AbstractScale):
     ``centred=False`` (its default range ``(0, 1)``; ``glow_seismic.jl`` uses ``(0.5, 1)``).
 
     Args:
-        low, high: the range, ``0 <= low < high``.
+        low: the lower end of the range, ``>= 0``.
+        high: the upper end, ``> low``.
         centred: whether ``raw = 0`` gives ``s = 1``; needs ``low < 1 < high``.
     """
 

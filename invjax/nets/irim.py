@@ -65,8 +65,9 @@ class IRIM(AbstractNetwork):
         adjoint: ``A^T``; default ``jax.linear_transpose`` of ``operator``.
         link: ``Psi``, applied to ``eta`` before the operator (default: identity).
         spatial_dims: 1, 2 (images, default) or 3 (volumes).
-        kernel, stride: the residual blocks' down/up-sampling convolutions (InvertibleNetworks.jl's
-            ``k1``, ``s1``; default 4, 4); spatial sizes must be multiples of ``stride``.
+        kernel: the kernel of the residual blocks' down/up-sampling convolutions
+            (InvertibleNetworks.jl's ``k1``; default 4).
+        stride: their stride (``s1``; default 4); spatial sizes must be multiples of it.
         base: the base distribution (default ``ij.StandardNormal()``; an i-RIM is trained
             by a loss of its output, so the base matters only to ``log_prob``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
