@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 SIZE, NOISE, BLUR, GRAIN = 32, 0.05, 1.5, 0.02
 
@@ -39,3 +40,8 @@ def blur(x):
     k = jnp.exp(-(t**2) / (2 * BLUR**2))
     kernel = jnp.outer(k, k) / jnp.sum(k) ** 2
     return jax.lax.conv_general_dilated(x, kernel[None, None], (1, 1), "SAME")
+
+
+def psnr(a, b):
+    """Mean PSNR (dB) of two batches of images with a unit range."""
+    return float(np.mean(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2, axis=(-2, -1)))))

@@ -27,7 +27,7 @@ import jax.random as jr
 import numpy as np
 import optax
 from _digits import OUT, save_grid
-from _phantoms import NOISE, SIZE, blur, phantoms
+from _phantoms import NOISE, SIZE, blur, phantoms, psnr
 
 import invjax as ij
 from invjax import diagnostics as dx
@@ -62,10 +62,6 @@ def ssim(a, b):
     ma, mb = f(a), f(b)
     va, vb, cov = f(a * a) - ma**2, f(b * b) - mb**2, f(a * b) - ma * mb
     return float(np.mean((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))))
-
-
-def psnr(a, b):
-    return float(np.mean(10 * np.log10(1.0 / np.mean((a - b) ** 2, axis=(-2, -1)))))
 
 
 def build_model(key, summary_key, depth=4, hidden=32):

@@ -29,7 +29,7 @@ import jax.random as jr
 import numpy as np
 import optax
 from _digits import OUT, save_grid
-from _phantoms import NOISE, SIZE, blur, phantoms
+from _phantoms import NOISE, SIZE, blur, phantoms, psnr
 
 import invjax as ij
 
@@ -54,11 +54,6 @@ def tikhonov(d, weight):
     """``argmin |A x - d|^2 + weight |x|^2`` by conjugate gradients (the classical baseline)."""
     normal = lambda v: blur(blur(v)) + weight * v
     return jax.scipy.sparse.linalg.cg(normal, blur(d), maxiter=200)[0]
-
-
-def psnr(a, b):
-    """Mean PSNR (dB) of images with a unit range."""
-    return float(np.mean(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2, axis=(-2, -1)))))
 
 
 def step_memory(iterations, hidden, batch, backprop):

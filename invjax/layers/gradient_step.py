@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_layout, check_spatial_dims
-from .._layer import AbstractLayer, rebuild_inverse_backward, reconstruct_backward
+from .._layer import AbstractLayer
 
 
 def _identity(x):
@@ -77,11 +77,22 @@ class GradientStep(AbstractLayer):
                              f"{tuple(jnp.shape(g))}.")
         return g
 
+    def _normalised(self, eta, d):
+        shape = (1, 1) + (1,) * self.spatial_dims
+        return self.gradient(eta, d) * self.scale.reshape(shape) + self.bias.reshape(shape)
+
     def _increment(self, v, d):
         check_layout("GradientStep", v, self.in_channels, self.spatial_dims)
-        g = self.gradient(v[:, :1], d)
-        shape = (1, 1) + (1,) * self.spatial_dims
-        return g * self.scale.reshape(shape) + self.bias.reshape(shape)
+        return self._normalised(v[:, :1], d)
+
+    def _fused(self, v, dv, d, sign):
+        # ``eta`` is the same on both sides: one evaluation of the normalised gradient (and
+        # its VJP) rebuilds the other side and pulls the cotangent back, where the generic
+        # backward would apply the operator twice.
+        check_layout("GradientStep", v, self.in_channels, self.spatial_dims)
+        increment, pull = eqx.filter_vjp(type(self)._normalised, self, v[:, :1], d)
+        dlayer, deta, dcond = pull(sign * dv[:, 1:2])
+        return v.at[:, 1:2].add(-sign * increment), dv.at[:, :1].add(deta), dlayer, dcond
 
     def forward(self, x, cond=None):
         return x.at[:, 1:2].add(self._increment(x, cond)), jnp.zeros(x.shape[:1], x.dtype)
@@ -89,11 +100,11 @@ class GradientStep(AbstractLayer):
     def inverse_and_log_det(self, y, cond=None):
         return y.at[:, 1:2].add(-self._increment(y, cond)), jnp.zeros(y.shape[:1], y.dtype)
 
-    def backward(self, y, dy, dlogdet, cond=None):
-        return reconstruct_backward(self, y, dy, dlogdet, cond)
+    def backward(self, y, dy, dlogdet, cond=None):  # logdet is 0: dlogdet has no effect
+        return self._fused(y, dy, cond, 1.0)
 
     def inverse_backward(self, x, dx, dlogdet, cond=None):
-        return rebuild_inverse_backward(self, x, dx, dlogdet, cond)
+        return self._fused(x, dx, cond, -1.0)
 
     def _initialized(self, v, cond):
         # ``eta`` (channel 0) is the same on both sides, so either side gives ``g``.
