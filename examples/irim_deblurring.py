@@ -96,6 +96,9 @@ def main():
     for i in range(args.steps):
         net, opt_state, value = train_step(net, opt_state, jr.fold_in(k_train, i))
         losses.append(float(value))
+        if (i + 1) % max(args.steps // 20, 1) == 0:
+            print(f"step {i + 1}/{args.steps}: MSE {np.mean(losses[-50:]):.5f} "
+                  f"({time.perf_counter() - began:.0f} s)", flush=True)
     trained = time.perf_counter() - began
     print(f"trained {args.steps} steps ({args.iterations} iterations) in {trained:.0f} s; "
           f"MSE, last 100 steps: {np.mean(losses[-100:]):.5f}")
