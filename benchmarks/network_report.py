@@ -43,6 +43,12 @@ NETWORKS = {
     "MultiscaleConditionalHINT (2 levels)": (
         lambda d: ij.nets.MultiscaleConditionalHINT(1, 2, d, 16, cond_channels=1, key=K),
         (4, 1, 32, 32), (4, 1, 32, 32)),
+    "IRIM (4 channels, 32x32; depth = iterations)": (
+        lambda d: ij.nets.IRIM(4, d, 16, lambda v: 0.5 * (v + jnp.roll(v, 1, -1)), key=K),
+        (4, 4, 32, 32), (4, 1, 32, 32)),
+    "IUNet (4 levels, 2x64x64)": (lambda d: ij.nets.IUNet(2, 4, d, 16, key=K), (4, 2, 64, 64), None),
+    "IUNet 3D (3 levels, 2x16^3)": (
+        lambda d: ij.nets.IUNet(2, 3, d, 8, key=K, spatial_dims=3), (2, 2, 16, 16, 16), None),
 }
 
 

@@ -128,6 +128,7 @@ def main():
     axis.plot(sweep, [m[2] for m in memory], "s--", label="plain autodiff")
     axis.set(xlabel="i-RIM iterations", ylabel="compiled temporaries (MiB)", xscale="log", yscale="log",
              title=f"i-RIM training step, batch {args.batch}, {SIZE}x{SIZE}")
+    axis.minorticks_off()  # log axes' minor labels overlap the iteration counts
     axis.set_xticks(sweep, [str(n) for n in sweep])
     axis.legend()
     figure.tight_layout()

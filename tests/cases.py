@@ -186,6 +186,13 @@ CASES = {
                     (2, 2, 4), (2, 1, 4)),
     "irim_volume": (lambda k: ij.nets.IRIM(3, 2, 4, _shift_operator, key=k, spatial_dims=3, stride=2), (2, 3, 2, 2, 2),
                     (2, 1, 2, 2, 2)),
+    "iunet_image": (lambda k: ij.nets.IUNet(2, 2, 1, 4, key=k, cond_channels=2), (2, 2, 4, 4), (2, 2)),
+    "iunet_signal": (lambda k: ij.nets.IUNet(3, 2, 1, 4, key=k, spatial_dims=1), (2, 3, 4)),
+    "iunet_volume_map_cond": (
+        lambda k: ij.nets.IUNet(2, 2, 1, 2, key=k, spatial_dims=3, cond_channels=1, cond_spatial=True),
+        (2, 2, 2, 2, 2),
+        (2, 1, 2, 2, 2),
+    ),
 }
 
 
@@ -212,6 +219,7 @@ NETWORKS = {
         (2, 1, 8, 8),
     ),
     "irim": (lambda d: ij.nets.IRIM(4, d, 8, _shift_operator, key=_KEY), (2, 4, 8, 8), (2, 1, 8, 8)),
+    "iunet": (lambda d: ij.nets.IUNet(2, 2, d, 8, key=_KEY), (2, 2, 8, 8), None),
 }
 
 

@@ -189,6 +189,7 @@ def test_cases_hold_every_network_in_every_dimensionality():
         ij.nets.ConditionalHINT: {0, 1, 2, 3},
         ij.nets.MultiscaleConditionalHINT: {1, 2, 3},
         ij.nets.IRIM: {1, 2, 3},
+        ij.nets.IUNet: {1, 2, 3},
     }
     found = {network: set() for network in supported}
     for build, *_ in CASES.values():

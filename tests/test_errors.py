@@ -18,6 +18,7 @@ CHINT = ij.nets.ConditionalHINT(2, 1, 4, cond_channels=3, key=KEY)
 MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=KEY)
 HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
 IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
+IUNET = ij.nets.IUNet(2, 3, 1, 4, key=KEY)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,11 @@ IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
         (lambda: ij.nets.IRIM(2, 1, 4, lambda v: v, key=KEY, kernel=3, stride=2), r"kernel - stride even"),
         (lambda: L.GradientStep(2, "not a function"), r"operator must be a function"),
         (lambda: L.ResidualBlock(2, 2, 4, key=KEY, kernel=4), r"kernel odd \(stride 1\)"),
+        (lambda: ij.nets.IUNet(1, 2, 1, 4, key=KEY), r"IUNet needs in_channels >= 2.*got 1"),
+        (lambda: ij.nets.IUNet(2, 2, 1, 4, key=KEY, spatial_dims=0), r"spatial_dims"),
+        (lambda: IUNET.forward(jnp.zeros((2, 2, 6, 8))), r"divisible by 4.*\(2, 2, 6, 8\)"),
+        (lambda: IUNET.forward(jnp.zeros((2, 3, 8, 8))), r"expected x with 2 channels"),
+        (lambda: IUNET.forward(X4, jnp.zeros((2, 3))), r"unconditional.*cond"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

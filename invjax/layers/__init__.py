@@ -4,7 +4,7 @@ from .._layer import AbstractBasicLayer, AbstractLayer
 from .actnorm import ActNorm
 from .chain import Chain
 from .composite import AbstractComposite
-from .conditioners import MLP, ResidualBlock
+from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
@@ -31,6 +31,7 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "Chain",
+    "ConditionalResidualBlock",
     "Conjugate",
     "Conv1x1",
     "Conv1x1LU",

@@ -7,6 +7,7 @@ is the identity map. Arguments follow Equinox's own (``eqx.nn.MLP``, ``eqx.nn.Co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -94,6 +95,71 @@ class ResidualBlock(eqx.Module):
                              f"sample of shape {x.shape}.")
         first, middle, last = self.convs
         return last(act(middle(act(first(x)))))
+
+
+class ConditionalResidualBlock(eqx.Module):
+    """InvertibleNetworks.jl's ``ConditionalResidualBlock``: a (non-invertible) residual
+    block of ``x`` given data ``d`` of any shape.
+
+    A dense layer maps ``d`` to ``x``'s shape (activation), the result is concatenated to
+    ``x`` along the channels, then: convolution ``2C -> hidden`` (``kernel``),
+    activation, a residual convolution ``h + conv(h)`` (``middle_kernel``), activation,
+    convolution ``hidden -> C`` (``kernel``, no bias), activation. Stride 1, "same"
+    padding (Julia's defaults ``s1 = s2 = 1``, ``p = (k - 1) / 2``). Use it where data of a
+    shape unlike the image must shape a feature map, e.g. inside a summary network of
+    ``ij.nets.Summarized``, which then conditions a flow on the result (invjax's couplings
+    take a condition of the input's spatial sizes, or a vector).
+
+    Args:
+        in_channels: ``C`` of ``x``.
+        spatial_shape: ``x``'s spatial sizes (1 to 3 of them), for the dense layer.
+        cond_shape: the shape of one sample of ``d`` (any, e.g. ``(K, H', W')``).
+        hidden: channels of the hidden feature maps.
+        key: PRNG key.
+        kernel: size of the first and last kernels (odd; Julia's ``k1``).
+        middle_kernel: size of the middle kernel (odd; Julia's ``k2``).
+        activation: an elementwise function (a named one, so ``ij.save`` can store it).
+
+    Shapes (one sample; ``jax.vmap`` it over a batch): ``x``: ``(C, *spatial_shape)``,
+    ``d``: ``cond_shape`` -> ``(C, *spatial_shape)``.
+    """
+
+    dense: eqx.nn.Linear
+    convs: tuple
+    in_channels: int = eqx.field(static=True)
+    spatial_shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: tuple[int, ...] = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, in_channels: int, spatial_shape, cond_shape, hidden: int, *, key, kernel: int = 3,
+                 middle_kernel: int = 3, activation: Callable = jax.nn.relu):
+        spatial_shape, cond_shape = tuple(spatial_shape), tuple(cond_shape)
+        check_spatial_dims("ConditionalResidualBlock", len(spatial_shape), (1, 2, 3))
+        if kernel % 2 == 0 or middle_kernel % 2 == 0:
+            raise ValueError(f"ConditionalResidualBlock: expected odd kernel and middle_kernel, got kernel={kernel}, "
+                             f"middle_kernel={middle_kernel}.")
+        if not callable(activation):
+            raise ValueError(f"ConditionalResidualBlock: activation must be a function, got {activation!r}.")
+        n, size = len(spatial_shape), in_channels * math.prod(spatial_shape)
+        k0, k1, k2, k3 = jr.split(key, 4)
+        self.dense = eqx.nn.Linear(math.prod(cond_shape), size, key=k0)
+        self.convs = (eqx.nn.Conv(n, 2 * in_channels, hidden, kernel, padding=kernel // 2, key=k1),
+                      eqx.nn.Conv(n, hidden, hidden, middle_kernel, padding=middle_kernel // 2, key=k2),
+                      eqx.nn.Conv(n, hidden, in_channels, kernel, padding=kernel // 2, use_bias=False, key=k3))
+        self.in_channels, self.spatial_shape, self.cond_shape = in_channels, spatial_shape, cond_shape
+        self.activation = activation
+
+    def __call__(self, x: Float[Array, "c *spatial"], d: Array) -> Float[Array, "c *spatial"]:
+        expected = (self.in_channels, *self.spatial_shape)
+        if x.shape != expected or d.shape != self.cond_shape:
+            raise ValueError(f"ConditionalResidualBlock: expected one sample x of shape {expected} and d of shape "
+                             f"{self.cond_shape}; got {x.shape} and {d.shape} (vmap the block over a batch).")
+        act = self.activation
+        data = act(self.dense(d.reshape(-1).astype(x.dtype))).reshape(x.shape)
+        first, middle, last = (lambda h, c=c: conv_same(h, c.weight, c.bias) for c in self.convs)
+        h = act(first(to_channels_last(jnp.concatenate([x, data])[None])))
+        h = act(h + middle(h))
+        return to_channels_first(act(last(h)))[0]
 
 
 def _identity(x):

@@ -6,12 +6,14 @@ from .glow import Glow
 from .hint import HINT, MultiscaleHINT
 from .hyperbolic import Hyperbolic
 from .irim import IRIM
+from .iunet import IUNet
 from .realnvp import RealNVP
 from .summarized import Summarized
 
 __all__ = [
     "HINT",
     "IRIM",
+    "IUNet",
     "AbstractFlow",
     "AbstractJointFlow",
     "AbstractNetwork",
