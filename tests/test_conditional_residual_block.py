@@ -1,6 +1,7 @@
-"""ConditionalResidualBlock against a NumPy/SciPy transcription of InvertibleNetworks.jl's
-forward (``src/conditional_layers/conditional_layer_residual_block.jl``), and its
-gradients against central finite differences (Julia's own gradient test)."""
+"""InvertibleNetworks.jl's residual blocks against NumPy/SciPy transcriptions of its
+forwards (``src/conditional_layers/conditional_layer_residual_block.jl``,
+``src/layers/layer_residual_block.jl``), and gradients against central finite differences
+(Julia's own gradient test)."""
 
 import equinox as eqx
 import jax
@@ -39,7 +40,7 @@ def test_forward_matches_the_julia_transcription(spatial, cond_shape):
     block = ij.layers.ConditionalResidualBlock(3, spatial, cond_shape, 5, key=jr.key(0))
     x = jr.normal(jr.key(1), (2, 3, *spatial))
     d = jr.normal(jr.key(2), (2, *cond_shape))
-    out = jax.vmap(block)(x, d)
+    out = eqx.filter_jit(lambda b, x, d: jax.vmap(b)(x, d))(block, x, d)
     assert out.shape == x.shape
     for i in range(2):
         np.testing.assert_allclose(out[i], _reference(block, x[i], d[i]), rtol=1e-10, atol=1e-12)
@@ -50,8 +51,8 @@ def test_gradients_match_finite_differences():
     block = ij.layers.ConditionalResidualBlock(2, (4, 4), (3, 2, 2), 4, key=jr.key(3), middle_kernel=1)
     x, d = jr.normal(jr.key(4), (2, 4, 4)), jr.normal(jr.key(5), (3, 2, 2))
     weights = jr.normal(jr.key(6), x.shape)
-    loss = lambda b, x, d: jnp.sum(jnp.tanh(b(x, d)) * weights)
-    g_block, g_x, g_d = eqx.filter_grad(lambda args: loss(*args))((block, x, d))
+    loss = eqx.filter_jit(lambda b, x, d: jnp.sum(jnp.tanh(b(x, d)) * weights))
+    g_block, g_x, g_d = eqx.filter_jit(eqx.filter_grad(lambda args: loss(*args)))((block, x, d))
     dx, dd = jr.normal(jr.key(7), x.shape), jr.normal(jr.key(8), d.shape)
     dw = jr.normal(jr.key(9), block.convs[0].weight.shape)
     shifted = lambda t: eqx.tree_at(lambda b: b.convs[0].weight, block, block.convs[0].weight + t * dw)
@@ -70,3 +71,25 @@ def test_bad_shapes_raise():
         ij.layers.ConditionalResidualBlock(2, (4, 4), (3,), 4, key=jr.key(0), kernel=2)
     with pytest.raises(ValueError, match="spatial_dims"):
         ij.layers.ConditionalResidualBlock(2, (), (3,), 4, key=jr.key(0))
+
+
+@pytest.mark.parametrize("fan", [True, False], ids=["fan_relu", "galu"])
+def test_residual_block_julia_options_match_the_julia_transcription(fan):
+    """``skip=True`` with ``final_activation=relu`` (Julia's ``fan=true``) or ``gated=True``
+    (``fan=false``): X2 = ReLU(conv1(X)); X3 = ReLU(X2 + conv2(X2)); Y3 = conv3(X3);
+    out = ReLU(Y3) or GaLU(Y3) = Y3[:half] * sigmoid(Y3[half:])."""
+    options = {"final_activation": jax.nn.relu} if fan else {"gated": True}
+    block = ij.layers.ResidualBlock(2, 3, 4, key=jr.key(0), middle_kernel=3, skip=True, **options)
+    last = block.convs[-1]  # zero-initialised (a new coupling is the identity): give it weights
+    block = eqx.tree_at(lambda b: (b.convs[-1].weight, b.convs[-1].bias), block,
+                        (jr.normal(jr.key(1), last.weight.shape), jr.normal(jr.key(2), last.bias.shape)))
+    assert last.weight.shape[0] == (3 if fan else 6)
+    x = jr.normal(jr.key(3), (2, 5, 6))
+    out = eqx.filter_jit(block)(x)
+    relu = lambda v: np.maximum(v, 0.0)
+    first, middle, last = block.convs
+    h = relu(_conv(np.asarray(x), first))
+    y3 = _conv(relu(h + _conv(h, middle)), last)
+    expected = relu(y3) if fan else y3[:3] / (1 + np.exp(-y3[3:]))
+    assert out.shape == (3, 5, 6)
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)

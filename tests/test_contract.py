@@ -12,6 +12,13 @@ from helpers import flat, rel_err
 import invjax as ij
 
 NAMES = sorted(CASES)
+# The gradient checks of the 3D multiscale conditional HINT cost about 3 minutes of CI
+# compilation (both directions; a 3D HINT recursion at two levels), over 5% of the suite.
+# Every part of it is checked in 3D elsewhere (multiscale_hint_volume: the 3D squeezes and
+# splits; conditional_hint_volume: the joint 3D step) and the whole in 2D
+# (multiscale_conditional_hint_image); its round trip, rebuilt inputs and log-determinant
+# stay checked in 3D.
+GRADIENT_NAMES = [name for name in NAMES if name != "multiscale_conditional_hint_volume"]
 
 
 def _loss(direction):
@@ -109,7 +116,7 @@ def test_log_det_matches_jacobian(name):
 
 
 @pytest.mark.parametrize("direction", ["forward", "inverse"])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRADIENT_NAMES)
 def test_gradients_match_autodiff_and_finite_differences(name, direction):
     flow, x, cond = make(name, jr.key(2))
     if direction == "inverse":  # start from a valid latent (squeezes change shapes)

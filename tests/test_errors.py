@@ -123,6 +123,7 @@ IUNET = ij.nets.IUNet(2, 3, 1, 4, key=KEY)
         (lambda: L.GradientStep(2, "not a function"), r"operator must be a function"),
         (lambda: L.ResidualBlock(2, 2, 4, key=KEY, kernel=4), r"kernel odd \(stride 1\)"),
         (lambda: ij.nets.IUNet(1, 2, 1, 4, key=KEY), r"IUNet needs in_channels >= 2.*got 1"),
+        (lambda: L.ResidualBlock(2, 2, 4, key=KEY, final_activation="relu"), r"final_activation must be a function"),
         (lambda: ij.nets.IUNet(2, 2, 1, 4, key=KEY, spatial_dims=0), r"spatial_dims"),
         (lambda: IUNET.forward(jnp.zeros((2, 2, 6, 8))), r"divisible by 4.*\(2, 2, 6, 8\)"),
         (lambda: IUNET.forward(jnp.zeros((2, 3, 8, 8))), r"expected x with 2 channels"),

@@ -53,6 +53,13 @@ class ResidualBlock(eqx.Module):
         stride: downsampling factor of the first convolution; spatial sizes must be
             multiples of it.
         activation: an elementwise function (a named one, so ``ij.save`` can store it).
+        skip: add the middle convolution's input to its output, ``h + conv(h)``
+            (InvertibleNetworks.jl's block has this skip connection; Glow's does not).
+        final_activation: ``None`` (default, Glow's) or a function applied to the output;
+            InvertibleNetworks.jl's ``fan=true`` is ``jax.nn.relu``.
+        gated: InvertibleNetworks.jl's ``fan=false``: the last convolution makes
+            ``2 out_channels`` channels ``(a, b)`` and the output is the gated linear unit
+            ``a * sigmoid(b)`` (its ``GaLU``).
 
     Shapes (one sample): ``(in_channels, *spatial)`` -> ``(out_channels, *spatial)``.
     """
@@ -60,18 +67,24 @@ class ResidualBlock(eqx.Module):
     convs: tuple
     stride: int = eqx.field(static=True)
     activation: Callable = eqx.field(static=True)
+    skip: bool = eqx.field(static=True)
+    final_activation: Callable | None = eqx.field(static=True)
+    gated: bool = eqx.field(static=True)
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int, *, key, spatial_dims: int = 2,
-                 kernel: int = 3, middle_kernel: int = 1, stride: int = 1, activation: Callable = jax.nn.relu):
+                 kernel: int = 3, middle_kernel: int = 1, stride: int = 1, activation: Callable = jax.nn.relu,
+                 skip: bool = False, final_activation: Callable | None = None, gated: bool = False):
         check_spatial_dims("ResidualBlock", spatial_dims, (1, 2, 3))
         if stride < 1 or middle_kernel % 2 == 0 or (stride == 1 and kernel % 2 == 0) or kernel < stride or (
                 kernel - stride) % 2:
             raise ValueError("ResidualBlock: expected stride >= 1, an odd middle_kernel, and kernel odd (stride 1) "
                              "or >= stride with kernel - stride even; got "
                              f"kernel={kernel}, middle_kernel={middle_kernel}, stride={stride}.")
-        if not callable(activation):
-            raise ValueError(f"ResidualBlock: activation must be a function, got {activation!r}.")
+        for option, value in (("activation", activation), ("final_activation", final_activation or _identity)):
+            if not callable(value):
+                raise ValueError(f"ResidualBlock: {option} must be a function, got {value!r}.")
         k1, k2, k3 = jr.split(key, 3)
+        out_channels = 2 * out_channels if gated else out_channels
         pad = (kernel - stride) // 2
         first = eqx.nn.Conv(spatial_dims, in_channels, hidden, kernel, stride=stride, padding=pad, key=k1)
         middle = eqx.nn.Conv(spatial_dims, hidden, hidden, middle_kernel, padding=middle_kernel // 2, key=k2)
@@ -81,20 +94,28 @@ class ResidualBlock(eqx.Module):
             last = eqx.nn.ConvTranspose(spatial_dims, hidden, out_channels, kernel, stride=stride, padding=pad, key=k3)
         self.convs = _zero_last((first, middle, last), lambda c: c[-1])
         self.stride, self.activation = stride, activation
+        self.skip, self.final_activation, self.gated = bool(skip), final_activation, bool(gated)
 
     def __call__(self, x: Float[Array, "c *spatial"]) -> Float[Array, "o *spatial"]:
-        act = self.activation
         if self.stride == 1:
             # Stride-1 convolutions run channels-last (see :mod:`invjax.layers._conv`); the
             # modules keep Equinox's layout and initialisation.
             first, middle, last = (lambda h, c=c: conv_same(h, c.weight, c.bias) for c in self.convs)
-            h = to_channels_last(x[None])
-            return to_channels_first(last(act(middle(act(first(h))))))[0]
+            return self._output(to_channels_first(self._body(first, middle, last, to_channels_last(x[None])))[0])
         if any(n % self.stride for n in x.shape[1:]):
             raise ValueError(f"ResidualBlock: spatial sizes must be multiples of the stride {self.stride}; got a "
                              f"sample of shape {x.shape}.")
-        first, middle, last = self.convs
-        return last(act(middle(act(first(x)))))
+        return self._output(self._body(*self.convs, x))
+
+    def _body(self, first, middle, last, x):
+        h = self.activation(first(x))
+        return last(self.activation(h + middle(h) if self.skip else middle(h)))
+
+    def _output(self, out):
+        """The final activation or gate, channels first (one sample)."""
+        if self.gated:
+            out = jax.nn.glu(out, axis=0)  # first half * sigmoid(second half)
+        return out if self.final_activation is None else self.final_activation(out)
 
 
 class ConditionalResidualBlock(eqx.Module):
