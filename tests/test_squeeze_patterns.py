@@ -48,6 +48,13 @@ def _check(layer, x, expected):
     np.testing.assert_allclose(np.asarray(layer.inverse(y)), np.asarray(x), rtol=0, atol=1e-12)
 
 
+def _check_offset_major(layer, blocks):
+    """``blocks`` are the 4 output channels of IMAGE; IMAGE2's are [b0, 100 + b0, b1, 100 + b1, ...]."""
+    _check(layer, IMAGE, [blocks])
+    blocks = np.asarray(blocks, float)
+    _check(layer, IMAGE2, np.stack([blocks, 100 + blocks], axis=1).reshape(1, 8, 2, 2))
+
+
 def test_column_is_julias_reshape():
     # reshape(X, 2, 2, 4, 1): channel k holds X's elements 4k ... 4k+3 in memory order (Julia's
     # column k+1, x[0, 0, k] here), refolded column-major to 2x2 = [[4k, 4k+1], [4k+2, 4k+3]] in invjax.
@@ -61,20 +68,14 @@ def test_patch_takes_quadrants_offset_major():
     # patch_inds: i=1 (ix 0, iy 0) top-left, i=2 (ix 1: second half of nx = W) top-right,
     # i=3 (iy 1) bottom-left, i=4 bottom-right; channel (i-1) C + c.
     quadrants = [[[0, 1], [4, 5]], [[2, 3], [6, 7]], [[8, 9], [12, 13]], [[10, 11], [14, 15]]]
-    _check(L.PatchSqueeze(), IMAGE, [quadrants])
-    shifted = [[[100 + v for v in row] for row in q] for q in quadrants]
-    _check(L.PatchSqueeze(), IMAGE2, [[quadrants[0], shifted[0], quadrants[1], shifted[1],
-                                      quadrants[2], shifted[2], quadrants[3], shifted[3]]])
+    _check_offset_major(L.PatchSqueeze(), quadrants)
 
 
 def test_checkerboard_takes_parities_offset_major():
     # checkboard_inds: i=1 X[1:2:end, 1:2:end] = x[..., 0::2, 0::2]; i=2 (ix 1) X[2:2:end, 1:2:end] =
     # x[..., 0::2, 1::2]; i=3 (iy 1) x[..., 1::2, 0::2]; i=4 x[..., 1::2, 1::2]; channel (i-1) C + c.
     blocks = [[[0, 2], [8, 10]], [[1, 3], [9, 11]], [[4, 6], [12, 14]], [[5, 7], [13, 15]]]
-    _check(L.CheckerboardSqueeze(), IMAGE, [blocks])
-    shifted = [[[100 + v for v in row] for row in b] for b in blocks]
-    _check(L.CheckerboardSqueeze(), IMAGE2, [[blocks[0], shifted[0], blocks[1], shifted[1],
-                                             blocks[2], shifted[2], blocks[3], shifted[3]]])
+    _check_offset_major(L.CheckerboardSqueeze(), blocks)
     # Squeeze takes the same blocks channel-major: they coincide for one channel only.
     np.testing.assert_array_equal(np.asarray(L.Squeeze().forward(jnp.asarray(IMAGE))[0]), [blocks])
     assert not np.array_equal(np.asarray(L.Squeeze().forward(jnp.asarray(IMAGE2))[0]),
