@@ -44,9 +44,9 @@ def _to_blocks(x, halves: bool = False):
 def _from_blocks(x, n, halves: bool = False):
     """Inverse of :func:`_to_blocks` for ``n`` spatial axes."""
     b, c = x.shape[:2]
-    halves_ = x.shape[2 + n :]
+    inner = x.shape[2 + n :]
     pairs = [(2 + i, 2 + n + i) if halves else (2 + n + i, 2 + i) for i in range(n)]
-    return x.transpose([0, 1] + [a for pair in pairs for a in pair]).reshape(b, c, *[2 * h for h in halves_])
+    return x.transpose([0, 1] + [a for pair in pairs for a in pair]).reshape(b, c, *[2 * h for h in inner])
 
 
 def _merge(blocks, n, offset_major: bool = False):
