@@ -83,6 +83,8 @@ CASES = {
     "glow_dense_vector_cond": (
         lambda k: ij.nets.Glow(4, 2, 1, 8, key=k, spatial_dims=0, split_scales=False, cond_channels=2), (3, 4), (3, 2)),
     "glow_unsqueezed_image": (lambda k: ij.nets.Glow(2, 2, 1, 4, key=k, split_scales=False), (2, 2, 3, 3)),
+    "glow_checkerboard_image": (lambda k: ij.nets.Glow(1, 2, 1, 4, key=k, squeeze=L.CheckerboardSqueeze),
+                                (2, 1, 4, 4)),
     "glow_householder_haar": (
         lambda k: ij.nets.Glow(2, 2, 2, 4, key=k, conv=L.Conv1x1, squeeze=L.HaarSqueeze),
         (2, 2, 4, 4),

@@ -17,7 +17,7 @@ from .map_cond import MapCond
 from .on_channels import FactorOut, OnChannels
 from .permute import Permute
 from .scales import AbstractScale, ExpClampScale, SigmoidScale
-from .squeeze import HaarSqueeze, Squeeze
+from .squeeze import CheckerboardSqueeze, ColumnSqueeze, HaarSqueeze, PatchSqueeze, Squeeze, SubbandHaarSqueeze
 from .stack import Stack
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "Chain",
+    "CheckerboardSqueeze",
+    "ColumnSqueeze",
     "ConditionalResidualBlock",
     "Conjugate",
     "Conv1x1",
@@ -45,9 +47,11 @@ __all__ = [
     "Invert",
     "MapCond",
     "OnChannels",
+    "PatchSqueeze",
     "Permute",
     "ResidualBlock",
     "SigmoidScale",
     "Squeeze",
     "Stack",
+    "SubbandHaarSqueeze",
 ]

@@ -52,7 +52,9 @@ class Glow(AbstractNetwork):
         conv: the 1x1 convolution, a layer class: ``ij.layers.Conv1x1LU`` (Glow's, default)
             or ``ij.layers.Conv1x1`` (Householder, InvertibleNetworks.jl's).
         squeeze: the squeeze, a layer class: ``ij.layers.Squeeze`` (space-to-depth, Glow's,
-            default) or ``ij.layers.HaarSqueeze`` (orthonormal wavelet).
+            default), ``ij.layers.HaarSqueeze`` (orthonormal wavelet) or one of
+            InvertibleNetworks.jl's: ``ij.layers.CheckerboardSqueeze`` (its default
+            ``ShuffleLayer()``), ``ColumnSqueeze``, ``PatchSqueeze``, ``SubbandHaarSqueeze``.
         scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``, in
             ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
             ``glow_seismic.jl`` is ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``.
