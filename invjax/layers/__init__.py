@@ -4,6 +4,7 @@ from .._layer import AbstractBasicLayer, AbstractLayer
 from .actnorm import ActNorm
 from .chain import Chain
 from .composite import AbstractComposite
+from .conditional_hint import ConditionalHINTStep
 from .conditioners import MLP, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
@@ -31,6 +32,7 @@ __all__ = [
     "AdditiveCoupling",
     "AffineCoupling",
     "Chain",
+    "ConditionalHINTStep",
     "Conjugate",
     "Conv1x1",
     "Conv1x1LU",
