@@ -220,13 +220,10 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
             :class:`MultiscaleHINT`; InvertibleNetworks.jl defaults to its checkerboard-like
             ``ShuffleLayer`` here) or ``ij.layers.Squeeze``.
-        permute: the lane HINT couplings' permutation, ``"lower"`` (default), ``"none"``
-            (InvertibleNetworks.jl's), ``"both"`` or ``"full"`` (see
-            :class:`~invjax.layers.HINTCoupling`).
-        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``, in
-            ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
-            ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
-            ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``).
+        permute: the lane HINT couplings' permutation (default ``"lower"``), as
+            :class:`ConditionalHINT`'s.
+        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``), as
+            :class:`ConditionalHINT`'s (InvertibleNetworks.jl's ``activation=``).
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
