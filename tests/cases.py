@@ -127,6 +127,8 @@ CASES = {
         (2, 16, 1, 1, 1),
     ),
     "hint_vector": (lambda k: ij.nets.HINT(6, 2, 8, key=k, spatial_dims=0), (3, 6)),
+    "hint_expclamp_vector": (lambda k: ij.nets.HINT(4, 1, 4, key=k, spatial_dims=0, scale=L.ExpClampScale(2.0)),
+                             (3, 4)),
     "hint_signal": (lambda k: ij.nets.HINT(2, 1, 4, key=k, spatial_dims=1), (2, 2, 4)),
     "hint_image": (lambda k: ij.nets.HINT(2, 2, 4, key=k), (2, 2, 2, 2)),
     "hint_volume": (lambda k: ij.nets.HINT(2, 1, 4, key=k, spatial_dims=3), (2, 2, 2, 2, 2)),
@@ -165,6 +167,10 @@ CASES = {
         lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k),
         (2, 2, 2, 2),
         (2, 2, 2, 2),
+    ),
+    "conditional_hint_step_image": (
+        lambda k: _flow(L.ConditionalHINTStep(2, 4, cond_channels=2, key=k, permute="none")),
+        (2, 4, 2, 2),
     ),
     "multiscale_conditional_hint_image": (
         lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 2, 4, cond_channels=1, key=k),

@@ -4,6 +4,7 @@ from .._layer import AbstractBasicLayer, AbstractLayer
 from .actnorm import ActNorm
 from .chain import Chain
 from .composite import AbstractComposite
+from .conditional_hint import ConditionalHINTStep
 from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
@@ -33,6 +34,7 @@ __all__ = [
     "Chain",
     "CheckerboardSqueeze",
     "ColumnSqueeze",
+    "ConditionalHINTStep",
     "ConditionalResidualBlock",
     "Conjugate",
     "Conv1x1",

@@ -12,6 +12,7 @@ from .conjugate import Conjugate
 from .conv1x1 import Conv1x1
 from .coupling import AffineCoupling, check_split
 from .on_channels import OnChannels
+from .scales import AbstractScale, SigmoidScale, check_scale
 
 PERMUTES = ("none", "lower", "both", "full")
 
@@ -22,13 +23,13 @@ def check_permute(name: str, permute) -> str:
     return permute
 
 
-def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, key) -> AbstractLayer:
-    """The recursion on ``channels`` channels."""
+def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, key) -> AbstractLayer:
+    """The recursion on ``channels`` channels; every coupling has the scale ``scale``."""
     k_perm, k_coupling, k_upper, k_lower = jr.split(key, 4)
     half = channels // 2
     recurse = channels > min_channels
     # Recursive calls are unpermuted, as in InvertibleNetworks.jl.
-    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, k)
+    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, scale, k)
     layers = []
     if permute == "lower":
         layers.append(OnChannels(Conv1x1(channels - half, key=k_perm), half, channels))
@@ -36,7 +37,8 @@ def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, 
         layers.append(OnChannels(sub(channels - half, k_lower), half, channels))
     # The lower half is coupled to the *input* upper half, so the upper recursion comes after.
     layers.append(
-        AffineCoupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling, cond_channels=cond_channels)
+        AffineCoupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling, cond_channels=cond_channels,
+                       scale=scale)
     )
     if recurse:
         layers.append(OnChannels(sub(half, k_upper), 0, half))
@@ -72,6 +74,11 @@ class HINTCoupling(AbstractComposite):
             (4 in InvertibleNetworks.jl).
         cond_channels: ``K``; if positive every coupling also sees ``cond`` (as in
             :class:`AffineCoupling`).
+        scale: every coupling's scale, a value (as :class:`AffineCoupling`'s): default
+            ``ij.layers.SigmoidScale()`` (in ``(0.5, 2)``, identity at initialisation);
+            InvertibleNetworks.jl's ``activation=SigmoidLayer(low=, high=)`` is
+            ``ij.layers.SigmoidScale(low, high, centred=False)``, its ``ExpClampLayer()``
+            ``ij.layers.ExpClampScale()``.
 
     Shapes: ``(B, C, *spatial)`` -> same. logdet: the couplings' log-scales, per sample.
     """
@@ -83,6 +90,7 @@ class HINTCoupling(AbstractComposite):
     permute: str = eqx.field(static=True)
     min_channels: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
+    scale: AbstractScale
 
     def __init__(
         self,
@@ -94,11 +102,13 @@ class HINTCoupling(AbstractComposite):
         permute: str = "none",
         min_channels: int = 4,
         cond_channels: int = 0,
+        scale: AbstractScale = SigmoidScale(),
     ):
         check_permute("HINTCoupling", permute)
+        self.scale = check_scale("HINTCoupling", scale)
         check_split("HINTCoupling", in_channels, spatial_dims)
         if min_channels < 2:
             raise ValueError(f"HINTCoupling: min_channels must be at least 2, got {min_channels}.")
-        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, key)
+        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, key)
         self.in_channels, self.hidden, self.spatial_dims, self.permute = in_channels, hidden, spatial_dims, permute
         self.min_channels, self.cond_channels = min_channels, cond_channels

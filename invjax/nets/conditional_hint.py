@@ -6,41 +6,19 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
-import jax.random as jr
 
 from .._backprop import AbstractBackprop, Invertible
 from .._checks import check_array, check_cond, check_layout, check_spatial_dims
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractFlow, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1, HaarSqueeze, HINTCoupling, OnChannels, Stack
-from ..layers._lane import Lane, set_lanes
+from ..layers import HaarSqueeze, Stack
+from ..layers._lane import set_lanes
+from ..layers.conditional_hint import conditional_hint_step
+from ..layers.hint import check_permute
+from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._multiscale import multiscale
 from ._options import check_layer_class, check_positive
-
-
-def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, key, spatial_dims: int = 2) -> Chain:
-    """One step on the joint state ``concat([y, x], axis=1)``.
-
-    ``y`` lane: ActNorm, Householder 1x1 convolution, HINT coupling. ``x`` lane: the same,
-    then an affine coupling of ``x`` given the ``y`` lane's input to its HINT coupling, as
-    InvertibleNetworks.jl's ``ConditionalLayerHINT``. ``y`` never depends on ``x``: the
-    Jacobian is block triangular.
-    """
-    cy, cx = cond_channels, in_channels
-    k_py, k_px, k_hx, k_xy, k_hy = jr.split(key, 5)
-    on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")
-    on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")
-    hint = lambda c, k: HINTCoupling(c, hidden, key=k, spatial_dims=spatial_dims, permute="lower")
-    return Chain([
-        on_x(ActNorm(cx)),
-        on_y(ActNorm(cy)),
-        on_y(Conv1x1(cy, key=k_py)),
-        on_x(Conv1x1(cx, key=k_px)),
-        on_x(hint(cx, k_hx)),
-        Lane(AffineCoupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy), "x"),
-        on_y(hint(cy, k_hy)),
-    ])
 
 
 class AbstractJointFlow(AbstractFlow):
@@ -50,7 +28,8 @@ class AbstractJointFlow(AbstractFlow):
     Because ``z_y`` depends on ``y`` only, ``p(x | y) = base(z_x) |det dz_x/dx|``: the
     conditional methods (``forward``, ``inverse``, ``log_prob``, ``sample``, with ``y`` as
     ``cond``) use the same body with the ``y`` lane's log-determinant switched off; the
-    joint methods (``forward_joint``, ``inverse_joint``, ``log_prob_joint``) use it whole.
+    joint methods (``forward_joint``, ``inverse_joint``, ``log_prob_joint``) use it whole;
+    ``forward_y`` and ``inverse_y`` run the ``y`` lane alone (the ``x`` lane switched off).
     Every call is one pass of the engine, so all of them are memory-frugal. ``base`` is the
     distribution of ``z_x``; ``z_y`` is standard normal.
 
@@ -97,14 +76,29 @@ class AbstractJointFlow(AbstractFlow):
         w, logdet = self.backprop.inverse_and_log_det(self._conditional_body(), self._join(z, z_y), None)
         return self._part(w)[0], logdet
 
+    def _y_lane(self, run, v, what):
+        """``run`` (the engine's forward or inverse) on the ``y`` lane alone, the ``x`` lane switched off."""
+        check_array(type(self).__name__, v, what)
+        self._check_lane(v, self.cond_channels, what)
+        placeholder = jnp.zeros((v.shape[0], self.in_channels, *v.shape[2:]), self.dtype)
+        w, logdet = run(set_lanes(self.body, "x", active=False), self._join(placeholder, v), None)
+        return self._part(w)[1], logdet
+
     def forward_y(self, y):
         """``(z_y, log|det dz_y/dy|)``: the ``y`` lane alone (the ``x`` lane switched off)."""
-        check_array(type(self).__name__, y, "y")
-        self._check_lane(y, self.cond_channels, "y")
-        placeholder = jnp.zeros((y.shape[0], self.in_channels, *y.shape[2:]), self.dtype)
-        body = set_lanes(self.body, "x", active=False)
-        w, logdet = self.backprop.forward(body, self._join(placeholder, y), None)
-        return self._part(w)[1], logdet
+        return self._y_lane(self.backprop.forward, y, "y")
+
+    def inverse_y(self, z_y):
+        """``y`` for the ``y`` lane's latent ``z_y``: the inverse of :meth:`forward_y`,
+        InvertibleNetworks.jl's ``inverse_Y``; one pass of the engine on the ``y`` lane alone.
+
+        Args:
+            z_y: ``(B, C_y, *spatial)``.
+
+        Returns:
+            ``y``: the shape of ``z_y``.
+        """
+        return self._y_lane(self.backprop.inverse_and_log_det, z_y, "z_y")[0]
 
     def forward_joint(self, x, y):
         """``(z_x, z_y, log|det d(z_x, z_y)/d(x, y)|)``."""
@@ -130,6 +124,11 @@ class AbstractJointFlow(AbstractFlow):
         return eqx.tree_at(lambda f: f.body, self, body)
 
 
+def _check_step_options(name, permute, scale):
+    check_permute(name, permute)
+    check_scale(name, scale)
+
+
 def _check_sizes(name, in_channels, cond_channels, minimum, **sizes):
     check_positive(name, **sizes)
     if not all(isinstance(c, int) and c >= minimum for c in (in_channels, cond_channels)):
@@ -147,11 +146,18 @@ class ConditionalHINT(AbstractJointFlow):
 
     Args:
         in_channels: ``C_x`` (the size of ``x`` vectors); at least 2.
-        depth: number of steps (:func:`conditional_hint_step`).
+        depth: number of steps (:class:`~invjax.layers.ConditionalHINTStep`).
         hidden: hidden width of the couplings' conditioners.
         cond_channels: ``C_y``; at least 2.
         key: PRNG key.
         spatial_dims: 0 for vectors, 1, 2 (images, default) or 3 (volumes).
+        permute: the lane HINT couplings' permutation, ``"lower"`` (default), ``"none"``
+            (InvertibleNetworks.jl's), ``"both"`` or ``"full"`` (see
+            :class:`~invjax.layers.HINTCoupling`).
+        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``, in
+            ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
+            ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
+            ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``).
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -174,18 +180,24 @@ class ConditionalHINT(AbstractJointFlow):
     hidden: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
+    permute: str = eqx.field(static=True)
+    scale: AbstractScale
 
     divisible_by: ClassVar[int] = 1
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, cond_channels: int, key,
-                 spatial_dims: int = 2, base=StandardNormal(), backprop=Invertible()):
-        check_spatial_dims("ConditionalHINT", spatial_dims, (0, 1, 2, 3))
-        _check_sizes("ConditionalHINT", in_channels, cond_channels, 2, depth=depth, hidden=hidden)
-        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, key=k, spatial_dims=spatial_dims)
+                 spatial_dims: int = 2, permute: str = "lower", scale: AbstractScale = SigmoidScale(),
+                 base=StandardNormal(), backprop=Invertible()):
+        name = "ConditionalHINT"
+        check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
+        _check_sizes(name, in_channels, cond_channels, 2, depth=depth, hidden=hidden)
+        _check_step_options(name, permute, scale)
+        make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, key=k, spatial_dims=spatial_dims,
+                                               permute=permute, scale=scale)
         self.body = Stack(make, depth, key=key)
-        self.base, self.backprop = check_flow_options("ConditionalHINT", base, backprop)
+        self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.depth, self.hidden = in_channels, depth, hidden
-        self.cond_channels, self.spatial_dims = cond_channels, spatial_dims
+        self.cond_channels, self.spatial_dims, self.permute, self.scale = cond_channels, spatial_dims, permute, scale
 
 
 class MultiscaleConditionalHINT(AbstractJointFlow):
@@ -208,6 +220,10 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
             :class:`MultiscaleHINT`; InvertibleNetworks.jl defaults to its checkerboard-like
             ``ShuffleLayer`` here) or ``ij.layers.Squeeze``.
+        permute: the lane HINT couplings' permutation (default ``"lower"``), as
+            :class:`ConditionalHINT`'s.
+        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``), as
+            :class:`ConditionalHINT`'s (InvertibleNetworks.jl's ``activation=``).
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
@@ -222,22 +238,28 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
     cond_channels: int = eqx.field(static=True)
     spatial_dims: int = eqx.field(static=True)
     squeeze: type = eqx.field(static=True)
+    permute: str = eqx.field(static=True)
+    scale: AbstractScale
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, cond_channels: int, key,
-                 spatial_dims: int = 2, squeeze: type = HaarSqueeze, base=StandardNormal(), backprop=Invertible()):
+                 spatial_dims: int = 2, squeeze: type = HaarSqueeze, permute: str = "lower",
+                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
         name = "MultiscaleConditionalHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
         check_layer_class(name, "squeeze", squeeze)
+        _check_step_options(name, permute, scale)
 
         def step(lanes, _, key):
             cy, cx = lanes
-            return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims)
+            return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
+                                         scale=scale)
 
         self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.cond_channels, self.spatial_dims, self.squeeze = cond_channels, spatial_dims, squeeze
+        self.permute, self.scale = permute, scale
 
     @property
     def divisible_by(self) -> int:

@@ -13,15 +13,16 @@ from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, Chain, HaarSqueeze, HINTCoupling, Stack
 from ..layers.hint import check_permute
+from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
 
 
 def hint_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, permute: str = "full",
-              cond_channels: int = 0) -> Chain:
+              cond_channels: int = 0, scale: AbstractScale = SigmoidScale()) -> Chain:
     """One HINT flow step: ActNorm, then a recursive HINT coupling."""
     coupling = HINTCoupling(in_channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                            cond_channels=cond_channels)
+                            cond_channels=cond_channels, scale=scale)
     return Chain([ActNorm(in_channels), coupling])
 
 
@@ -39,6 +40,11 @@ class HINT(AbstractNetwork):
             feature map ``(B, K, *spatial)`` of the input's spatial sizes.
         permute: the couplings' permutation, ``"full"`` (default), ``"both"``,
             ``"lower"`` or ``"none"`` (see :class:`~invjax.layers.HINTCoupling`).
+        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``, in
+            ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
+            ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
+            ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``; ``ExpClampLayer()`` is
+            ``ij.layers.ExpClampScale()``).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -61,25 +67,27 @@ class HINT(AbstractNetwork):
     cond_channels: int = eqx.field(static=True)
     cond_spatial: bool = eqx.field(static=True)
     permute: str = eqx.field(static=True)
+    scale: AbstractScale
 
     divisible_by: ClassVar[int] = 1
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
-                 base=StandardNormal(), backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
         check_spatial_dims("HINT", spatial_dims, (0, 1, 2, 3))
         check_positive("HINT", depth=depth, hidden=hidden)
         check_permute("HINT", permute)
+        check_scale("HINT", scale)
         check_cond_channels("HINT", cond_channels)
         if not isinstance(in_channels, int) or in_channels < 2:
             raise ValueError(f"HINT needs in_channels >= 2 to split, got {in_channels!r}.")
         cond_spatial = bool(cond_spatial) and spatial_dims > 0
         make = lambda k: hint_step(in_channels, hidden, key=k, spatial_dims=spatial_dims, permute=permute,
-                                   cond_channels=cond_channels)
+                                   cond_channels=cond_channels, scale=scale)
         self.body = Stack(make, depth, key=key)
         self.base, self.backprop = check_flow_options("HINT", base, backprop)
         self.in_channels, self.depth, self.hidden, self.spatial_dims = in_channels, depth, hidden, spatial_dims
-        self.cond_channels, self.cond_spatial, self.permute = cond_channels, cond_spatial, permute
+        self.cond_channels, self.cond_spatial, self.permute, self.scale = cond_channels, cond_spatial, permute, scale
 
 
 class MultiscaleHINT(AbstractNetwork):
@@ -100,6 +108,11 @@ class MultiscaleHINT(AbstractNetwork):
             feature map ``(B, K, *spatial)`` of the input's spatial sizes, squeezed along
             with the levels.
         permute: the couplings' permutation (default ``"full"``).
+        scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``, in
+            ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
+            ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
+            ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``; ``ExpClampLayer()`` is
+            ``ij.layers.ExpClampScale()``).
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
             InvertibleNetworks.jl) or ``ij.layers.Squeeze``.
         base: the base distribution (default ``ij.StandardNormal()``).
@@ -120,27 +133,30 @@ class MultiscaleHINT(AbstractNetwork):
     cond_spatial: bool = eqx.field(static=True)
     permute: str = eqx.field(static=True)
     squeeze: type = eqx.field(static=True)
+    scale: AbstractScale
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
-                 squeeze: type = HaarSqueeze, base=StandardNormal(), backprop=Invertible()):
+                 squeeze: type = HaarSqueeze, scale: AbstractScale = SigmoidScale(), base=StandardNormal(),
+                 backprop=Invertible()):
         name = "MultiscaleHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
         check_permute(name, permute)
         check_layer_class(name, "squeeze", squeeze)
         check_cond_channels(name, cond_channels)
+        check_scale(name, scale)
 
         def step(channels, level_cond_channels, key):
             return hint_step(channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                             cond_channels=level_cond_channels)
+                             cond_channels=level_cond_channels, scale=scale)
 
         self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
                                cond_channels=cond_channels, cond_spatial=cond_spatial)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, bool(cond_spatial)
-        self.permute, self.squeeze = permute, squeeze
+        self.permute, self.squeeze, self.scale = permute, squeeze, scale
 
     @property
     def divisible_by(self) -> int:
