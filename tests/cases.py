@@ -187,6 +187,12 @@ CASES = {
         (2, 1, 4, 4, 4),
         (2, 1, 4, 4, 4),
     ),
+    "multiscale_conditional_hint_unsplit_signal": (
+        lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 2, cond_channels=1, key=k, spatial_dims=1,
+                                                    split_scales=False),
+        (2, 1, 4),
+        (2, 1, 4),
+    ),
     "gradient_step_image": (lambda k: _flow(L.GradientStep(3, _matrix_operator), conditional=True), (2, 3, 4, 4),
                             (2, 5)),
     "irim_image": (lambda k: ij.nets.IRIM(4, 2, 4, _matrix_operator, key=k, stride=2), (2, 4, 4, 4), (2, 5)),

@@ -121,3 +121,35 @@ def test_inverse_y_gradients_match_autodiff(name):
     (g_flow, g_z), (a_flow, a_z) = grad((flow, z_y)), grad((ij.with_backprop(flow, ij.Autodiff()), z_y))
     assert flat(a_flow).any() and flat(a_z).any()
     assert rel_err(g_flow, a_flow) < 1e-6 and rel_err(g_z, a_z) < 1e-6
+
+
+def _second_level(flow, split_scales):
+    """The second level's chain: inside the split (FactorOut, and for two lanes the
+    Conjugate(Permute, FactorOut) around it) or, unsplit, right in the first level's chain."""
+    inner = flow.body.layers[2]
+    while split_scales and not isinstance(inner, L.Chain):
+        inner = inner.inner
+    return inner
+
+
+@pytest.mark.parametrize("name", ["MultiscaleHINT", "MultiscaleConditionalHINT"])
+def test_split_scales_false_keeps_every_channel_to_the_last_level(name):
+    """InvertibleNetworks.jl's ``split_scales=false``: the last level's steps run on all
+    ``C 2**(n levels)`` channels, so changing their parameters moves every latent entry;
+    with ``split_scales=True`` the half factored out after the first level stays put."""
+    build, x_shape, cond_shape, _ = BUILDS[name]
+    x = jr.normal(jr.key(1), x_shape)
+    cond = None if cond_shape is None else jr.normal(jr.key(2), cond_shape)
+    for split_scales in (True, False):
+        flow = perturb(build(split_scales=split_scales), jr.key(4))
+        moved = eqx.tree_at(lambda f, s=split_scales: _second_level(f, s).layers[1], flow,
+                            perturb(_second_level(flow, split_scales).layers[1], jr.key(5), 0.5))
+        # In the first level's squeezed frame, the second half of the channels is what a
+        # split factors out (the final unsqueeze spreads it over every pixel).
+        squeezed = lambda f: L.HaarSqueeze().forward(f.forward(x, cond)[0])[0]  # noqa: E731
+        changed = np.abs(np.asarray(squeezed(moved) - squeezed(flow))) > 1e-9
+        half = changed.shape[1] // 2
+        if split_scales:
+            assert changed[:, :half].any() and not changed[:, half:].any()
+        else:
+            assert changed.all(), changed.mean()

@@ -20,11 +20,13 @@ def _kept_first(lanes):
 
 
 def multiscale(make_step, channels, levels: int, depth: int, spatial_dims: int, squeeze: AbstractLayer, *, key,
-               cond_channels: int = 0, cond_spatial: bool = False) -> AbstractLayer:
+               cond_channels: int = 0, cond_spatial: bool = False, factor_out: bool = True) -> AbstractLayer:
     """``levels`` scales: squeeze, a :class:`Stack` of ``depth`` steps
     ``make_step(channels, cond_channels, key)``, factor out half.
 
-    The last level keeps all its channels. Every level ends with the inverse squeeze, so
+    The last level keeps all its channels; with ``factor_out=False`` every level does
+    (InvertibleNetworks.jl's ``split_scales=false``: squeeze at every level, factor out
+    nothing, so level ``i`` runs on ``C 2**(n (i + 1))`` channels). Every level ends with the inverse squeeze, so
     the latent has the input's shape and the factored-out halves sit at their place in it.
 
     ``channels`` is an int, or a tuple of lane sizes for a two-lane network whose state is
@@ -49,6 +51,8 @@ def multiscale(make_step, channels, levels: int, depth: int, spatial_dims: int, 
         steps = Stack(lambda key: make_step(sizes, k, key), depth, key=keys[i])
         if i == levels - 1:
             chain = Chain([squeeze_, steps, Invert(squeeze_)])
+        elif not factor_out:
+            chain = Chain([squeeze_, steps, level(i + 1, lanes), Invert(squeeze_)])
         else:
             kept = tuple(c // 2 for c in lanes)
             split = FactorOut(level(i + 1, kept), sum(kept))

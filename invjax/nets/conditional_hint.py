@@ -205,7 +205,7 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
     ``NetworkMultiScaleConditionalHINT``.
 
     Each level squeezes ``x`` and ``y``, runs ``depth`` joint steps and factors out half
-    of each lane (``split_scales=true`` in InvertibleNetworks.jl). Methods and shapes as
+    of each lane (``split_scales=True``; ``False`` keeps every channel). Methods and shapes as
     :class:`ConditionalHINT`; spatial sizes must be divisible by ``2**levels`` and
     single-channel images are fine.
 
@@ -218,12 +218,16 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         key: PRNG key.
         spatial_dims: 1, 2 (images, default) or 3 (volumes).
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
-            :class:`MultiscaleHINT`; InvertibleNetworks.jl defaults to its checkerboard-like
-            ``ShuffleLayer`` here) or ``ij.layers.Squeeze``.
+            :class:`MultiscaleHINT`), ``ij.layers.Squeeze``, or InvertibleNetworks.jl's
+            patterns (its default here is ``ShuffleLayer``'s checkerboard:
+            ``ij.layers.CheckerboardSqueeze``); each lane is squeezed on its own.
         permute: the lane HINT couplings' permutation (default ``"lower"``), as
             :class:`ConditionalHINT`'s.
         scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``), as
             :class:`ConditionalHINT`'s (InvertibleNetworks.jl's ``activation=``).
+        split_scales: ``True`` (default): factor half of each lane out after every level
+            but the last; ``False`` (InvertibleNetworks.jl's default): squeeze at every
+            level and keep every channel.
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
@@ -240,10 +244,12 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
     squeeze: type = eqx.field(static=True)
     permute: str = eqx.field(static=True)
     scale: AbstractScale
+    split_scales: bool = eqx.field(static=True)
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, squeeze: type = HaarSqueeze, permute: str = "lower",
-                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), split_scales: bool = True, base=StandardNormal(),
+                 backprop=Invertible()):
         name = "MultiscaleConditionalHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
@@ -255,11 +261,12 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
             return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
                                          scale=scale)
 
-        self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key)
+        self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key,
+                               factor_out=bool(split_scales))
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.cond_channels, self.spatial_dims, self.squeeze = cond_channels, spatial_dims, squeeze
-        self.permute, self.scale = permute, scale
+        self.permute, self.scale, self.split_scales = permute, scale, bool(split_scales)
 
     @property
     def divisible_by(self) -> int:

@@ -114,7 +114,11 @@ class MultiscaleHINT(AbstractNetwork):
             ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``; ``ExpClampLayer()`` is
             ``ij.layers.ExpClampScale()``).
         squeeze: the squeeze, a layer class: ``ij.layers.HaarSqueeze`` (default, as
-            InvertibleNetworks.jl) or ``ij.layers.Squeeze``.
+            InvertibleNetworks.jl's ``wavelet_squeeze``), ``ij.layers.Squeeze``, or
+            InvertibleNetworks.jl's patterns (``ij.layers.CheckerboardSqueeze``, ...).
+        split_scales: ``True`` (default): factor half of the channels out after every
+            level but the last; ``False`` (InvertibleNetworks.jl's default): squeeze at
+            every level and keep every channel (level ``i`` runs on ``C 2**(n (i + 1))``).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -134,11 +138,12 @@ class MultiscaleHINT(AbstractNetwork):
     permute: str = eqx.field(static=True)
     squeeze: type = eqx.field(static=True)
     scale: AbstractScale
+    split_scales: bool = eqx.field(static=True)
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
-                 squeeze: type = HaarSqueeze, scale: AbstractScale = SigmoidScale(), base=StandardNormal(),
-                 backprop=Invertible()):
+                 squeeze: type = HaarSqueeze, scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
+                 base=StandardNormal(), backprop=Invertible()):
         name = "MultiscaleHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
@@ -152,11 +157,11 @@ class MultiscaleHINT(AbstractNetwork):
                              cond_channels=level_cond_channels, scale=scale)
 
         self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
-                               cond_channels=cond_channels, cond_spatial=cond_spatial)
+                               cond_channels=cond_channels, cond_spatial=cond_spatial, factor_out=bool(split_scales))
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, bool(cond_spatial)
-        self.permute, self.squeeze, self.scale = permute, squeeze, scale
+        self.permute, self.squeeze, self.scale, self.split_scales = permute, squeeze, scale, bool(split_scales)
 
     @property
     def divisible_by(self) -> int:
