@@ -38,6 +38,11 @@ def _shift_operator(x):
     return x + 0.5 * jnp.roll(x, 1, axis=-1)
 
 
+def _mlp_of_width_5(in_channels, out_channels, *, key):
+    """A conditioner factory (``make_conditioner=``): one hidden layer of width 5."""
+    return L.MLP(in_channels, out_channels, 5, depth=1, key=key)
+
+
 def _stack(key):
     step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, spatial_dims=0, key=k)])
     return _flow(L.Stack(step, 3, key=key))
@@ -186,6 +191,10 @@ CASES = {
         lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 2, cond_channels=1, key=k, spatial_dims=3),
         (2, 1, 4, 4, 4),
         (2, 1, 4, 4, 4),
+    ),
+    "hint_custom_conditioner_vector": (  # InvertibleNetworks.jl-style blocks through make_conditioner
+        lambda k: ij.nets.HINT(4, 1, 4, key=k, spatial_dims=0, make_conditioner=_mlp_of_width_5),
+        (2, 4),
     ),
     "multiscale_conditional_hint_unsplit_signal": (
         lambda k: ij.nets.MultiscaleConditionalHINT(1, 2, 1, 2, cond_channels=1, key=k, spatial_dims=1,

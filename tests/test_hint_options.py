@@ -62,6 +62,44 @@ def test_scale_reaches_every_coupling(name):
     assert not eqx.tree_equal(flow, BUILDS[name][0]())
 
 
+def _marked_conditioner(calls):
+    """A conditioner factory that records its calls and builds modules the defaults never
+    are: an MLP of width 5 (vectors) or a ResidualBlock with a 3x3 middle kernel (signals)."""
+
+    def make(in_channels, out_channels, *, key):
+        calls.append((in_channels, out_channels))
+        return L.MLP(in_channels, out_channels, 5, key=key) if calls[0] != "signal" else L.ResidualBlock(
+            in_channels, out_channels, 3, key=key, spatial_dims=1, middle_kernel=3)
+
+    return make
+
+
+def _is_marked(conditioner):
+    if isinstance(conditioner, L.MLP):
+        return conditioner.mlp.width_size == 5
+    return isinstance(conditioner, L.ResidualBlock) and conditioner.convs[1].weight.shape[-1] == 3
+
+
+@pytest.mark.parametrize("name", BUILDS)
+def test_make_conditioner_builds_every_couplings_conditioner(name):
+    """InvertibleNetworks.jl's HINT blocks are 3-3-3 (invjax's default 3-1-3): ``make_conditioner``
+    reaches every coupling of the recursion, both lanes and the joint coupling, with the
+    coupling's sizes, and the flow still inverts."""
+    build, x_shape, cond_shape, _ = BUILDS[name]
+    calls = ["signal"] if len(x_shape) == 3 else ["vector"]
+    flow = build(make_conditioner=_marked_conditioner(calls))
+    couplings = _couplings(flow)
+    assert couplings and all(_is_marked(c.conditioner) for c in couplings)
+    # One call per coupling (a stack's steps are built by one vmapped call), with the
+    # coupling's sizes: (kept + condition channels, 2 x transformed channels).
+    assert len(calls) - 1 == len(couplings)
+    assert sorted(calls[1:]) == sorted((c.split + c.cond_channels, 2 * (c.in_channels - c.split)) for c in couplings)
+    x = jr.normal(jr.key(1), x_shape)
+    cond = None if cond_shape is None else jr.normal(jr.key(2), cond_shape)
+    flow = perturb(flow, jr.key(3))
+    np.testing.assert_allclose(flow.inverse(flow.forward(x, cond)[0], cond), x, atol=1e-10)
+
+
 def test_conditional_hint_step_holds_the_scale():
     step = L.ConditionalHINTStep(2, 4, cond_channels=2, key=K, spatial_dims=0, scale=L.ExpClampScale(0.5))
     assert step.scale == L.ExpClampScale(0.5)

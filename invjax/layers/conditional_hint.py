@@ -12,6 +12,7 @@ from ._lane import Lane
 from .actnorm import ActNorm
 from .chain import Chain
 from .composite import AbstractComposite
+from .conditioners import build_conditioner, check_make_conditioner
 from .conv1x1 import Conv1x1
 from .coupling import AffineCoupling
 from .hint import HINTCoupling, check_permute
@@ -20,7 +21,8 @@ from .scales import AbstractScale, SigmoidScale, check_scale
 
 
 def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, key, spatial_dims: int = 2,
-                          permute: str = "lower", scale: AbstractScale = SigmoidScale()) -> Chain:
+                          permute: str = "lower", scale: AbstractScale = SigmoidScale(),
+                          make_conditioner=None) -> Chain:
     """One step on the joint state ``concat([y, x], axis=1)`` (the body of :class:`ConditionalHINTStep`).
 
     ``y`` lane: ActNorm, Householder 1x1 convolution, HINT coupling. ``x`` lane: the same,
@@ -33,14 +35,17 @@ def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, 
     k_py, k_px, k_hx, k_xy, k_hy = jr.split(key, 5)
     on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")
     on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")
-    hint = lambda c, k: HINTCoupling(c, hidden, key=k, spatial_dims=spatial_dims, permute=permute, scale=scale)
+    hint = lambda c, k: HINTCoupling(c, hidden, key=k, spatial_dims=spatial_dims, permute=permute, scale=scale,
+                                     make_conditioner=make_conditioner)
+    joint = build_conditioner(make_conditioner, cy, 2 * cx, k_xy)
     return Chain([
         on_x(ActNorm(cx)),
         on_y(ActNorm(cy)),
         on_y(Conv1x1(cy, key=k_py)),
         on_x(Conv1x1(cx, key=k_px)),
         on_x(hint(cx, k_hx)),
-        Lane(AffineCoupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy, scale=scale), "x"),
+        Lane(AffineCoupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy, scale=scale,
+                            conditioner=joint), "x"),
         on_y(hint(cy, k_hy)),
     ])
 
@@ -69,6 +74,12 @@ class ConditionalHINTStep(AbstractComposite):
             ``"lower"`` (default), ``"none"`` (Julia's), ``"both"`` or ``"full"``.
         scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``);
             Julia's ``activation=`` (see :class:`AffineCoupling`).
+        make_conditioner: ``None`` (default: each coupling's default conditioner) or a
+            function ``(in_channels, out_channels, *, key) -> module`` that builds every
+            coupling's conditioner, a per-sample module (see :class:`AffineCoupling`);
+            e.g. InvertibleNetworks.jl's 3-3-3 blocks: ``lambda i, o, key:
+            ij.layers.ResidualBlock(i, o, hidden, key=key, middle_kernel=3)``. ``hidden``
+            is then unused. Called at construction only (not stored).
 
     Shapes: ``(B, C_y + C_x, *spatial)`` -> same. logdet: both lanes', per sample ``(B,)``.
 
@@ -89,7 +100,7 @@ class ConditionalHINTStep(AbstractComposite):
     scale: AbstractScale
 
     def __init__(self, in_channels: int, hidden: int, *, cond_channels: int, key, spatial_dims: int = 2,
-                 permute: str = "lower", scale: AbstractScale = SigmoidScale()):
+                 permute: str = "lower", scale: AbstractScale = SigmoidScale(), make_conditioner=None):
         name = "ConditionalHINTStep"
         if not all(isinstance(c, int) and c >= 2 for c in (in_channels, cond_channels)):
             raise ValueError(
@@ -98,7 +109,8 @@ class ConditionalHINTStep(AbstractComposite):
         check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
         check_permute(name, permute)
         self.scale = check_scale(name, scale)
+        check_make_conditioner(name, make_conditioner)
         self.body = conditional_hint_step(in_channels, cond_channels, hidden, key=key, spatial_dims=spatial_dims,
-                                          permute=permute, scale=scale)
+                                          permute=permute, scale=scale, make_conditioner=make_conditioner)
         self.in_channels, self.hidden, self.cond_channels = in_channels, hidden, cond_channels
         self.spatial_dims, self.permute = spatial_dims, permute

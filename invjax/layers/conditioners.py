@@ -213,6 +213,19 @@ class MLP(eqx.Module):
         return self.mlp(x)
 
 
+def check_make_conditioner(name: str, make_conditioner):
+    """``make_conditioner`` is ``None`` or a function ``(in_channels, out_channels, *, key) -> module``."""
+    if make_conditioner is not None and (not callable(make_conditioner) or isinstance(make_conditioner, eqx.Module)):
+        raise ValueError(f"{name}: make_conditioner must be None or a function (in_channels, out_channels, *, key) "
+                         f"-> module (a module itself is not a factory), got {make_conditioner!r}.")
+    return make_conditioner
+
+
+def build_conditioner(make_conditioner, in_channels: int, out_channels: int, key):
+    """``make_conditioner(in_channels, out_channels, key=key)``, or ``None`` (the coupling's default)."""
+    return None if make_conditioner is None else make_conditioner(in_channels, out_channels, key=key)
+
+
 def default_conditioner(in_channels: int, out_channels: int, hidden: int, spatial_dims: int, *, key):
     """An :class:`MLP` for vectors (``spatial_dims=0``), a :class:`ResidualBlock` otherwise."""
     if spatial_dims == 0:

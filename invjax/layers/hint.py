@@ -8,6 +8,7 @@ import jax.random as jr
 from .._layer import AbstractLayer
 from .chain import Chain
 from .composite import AbstractComposite
+from .conditioners import build_conditioner, check_make_conditioner
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1
 from .coupling import AffineCoupling, check_split
@@ -23,13 +24,14 @@ def check_permute(name: str, permute) -> str:
     return permute
 
 
-def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, key) -> AbstractLayer:
+def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, make_conditioner,
+          key) -> AbstractLayer:
     """The recursion on ``channels`` channels; every coupling has the scale ``scale``."""
     k_perm, k_coupling, k_upper, k_lower = jr.split(key, 4)
     half = channels // 2
     recurse = channels > min_channels
     # Recursive calls are unpermuted, as in InvertibleNetworks.jl.
-    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, scale, k)
+    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, scale, make_conditioner, k)
     layers = []
     if permute == "lower":
         layers.append(OnChannels(Conv1x1(channels - half, key=k_perm), half, channels))
@@ -38,7 +40,8 @@ def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, 
     # The lower half is coupled to the *input* upper half, so the upper recursion comes after.
     layers.append(
         AffineCoupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling, cond_channels=cond_channels,
-                       scale=scale)
+                       scale=scale, conditioner=build_conditioner(make_conditioner, half + cond_channels,
+                                                                  2 * (channels - half), k_coupling))
     )
     if recurse:
         layers.append(OnChannels(sub(half, k_upper), 0, half))
@@ -79,6 +82,12 @@ class HINTCoupling(AbstractComposite):
             InvertibleNetworks.jl's ``activation=SigmoidLayer(low=, high=)`` is
             ``ij.layers.SigmoidScale(low, high, centred=False)``, its ``ExpClampLayer()``
             ``ij.layers.ExpClampScale()``.
+        make_conditioner: ``None`` (default: each coupling's default conditioner) or a
+            function ``(in_channels, out_channels, *, key) -> module`` that builds every
+            coupling's conditioner, a per-sample module (see :class:`~invjax.layers.AffineCoupling`);
+            e.g. InvertibleNetworks.jl's 3-3-3 blocks: ``lambda i, o, key:
+            ij.layers.ResidualBlock(i, o, hidden, key=key, middle_kernel=3)``. ``hidden``
+            is then unused. Called at construction only (not stored).
 
     Shapes: ``(B, C, *spatial)`` -> same. logdet: the couplings' log-scales, per sample.
     """
@@ -103,12 +112,15 @@ class HINTCoupling(AbstractComposite):
         min_channels: int = 4,
         cond_channels: int = 0,
         scale: AbstractScale = SigmoidScale(),
+        make_conditioner=None,
     ):
         check_permute("HINTCoupling", permute)
         self.scale = check_scale("HINTCoupling", scale)
         check_split("HINTCoupling", in_channels, spatial_dims)
         if min_channels < 2:
             raise ValueError(f"HINTCoupling: min_channels must be at least 2, got {min_channels}.")
-        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, key)
+        check_make_conditioner("HINTCoupling", make_conditioner)
+        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale,
+                          make_conditioner, key)
         self.in_channels, self.hidden, self.spatial_dims, self.permute = in_channels, hidden, spatial_dims, permute
         self.min_channels, self.cond_channels = min_channels, cond_channels

@@ -15,6 +15,7 @@ from .._layer import AbstractLayer
 from ..layers import HaarSqueeze, Stack
 from ..layers._lane import set_lanes
 from ..layers.conditional_hint import conditional_hint_step
+from ..layers.conditioners import check_make_conditioner
 from ..layers.hint import check_permute
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ._multiscale import multiscale
@@ -124,9 +125,10 @@ class AbstractJointFlow(AbstractFlow):
         return eqx.tree_at(lambda f: f.body, self, body)
 
 
-def _check_step_options(name, permute, scale):
+def _check_step_options(name, permute, scale, make_conditioner):
     check_permute(name, permute)
     check_scale(name, scale)
+    check_make_conditioner(name, make_conditioner)
 
 
 def _check_sizes(name, in_channels, cond_channels, minimum, **sizes):
@@ -158,6 +160,9 @@ class ConditionalHINT(AbstractJointFlow):
             ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
             ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
             ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``).
+        make_conditioner: ``None`` (default) or a function ``(in_channels, out_channels, *,
+            key) -> module`` building every coupling's conditioner (see
+            :class:`~invjax.layers.HINTCoupling`; e.g. InvertibleNetworks.jl's 3-3-3 blocks).
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -187,13 +192,13 @@ class ConditionalHINT(AbstractJointFlow):
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, permute: str = "lower", scale: AbstractScale = SigmoidScale(),
-                 base=StandardNormal(), backprop=Invertible()):
+                 make_conditioner=None, base=StandardNormal(), backprop=Invertible()):
         name = "ConditionalHINT"
         check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 2, depth=depth, hidden=hidden)
-        _check_step_options(name, permute, scale)
+        _check_step_options(name, permute, scale, make_conditioner)
         make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, key=k, spatial_dims=spatial_dims,
-                                               permute=permute, scale=scale)
+                                               permute=permute, scale=scale, make_conditioner=make_conditioner)
         self.body = Stack(make, depth, key=key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.depth, self.hidden = in_channels, depth, hidden
@@ -228,6 +233,9 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         split_scales: ``True`` (default): factor half of each lane out after every level
             but the last; ``False`` (InvertibleNetworks.jl's default): squeeze at every
             level and keep every channel.
+        make_conditioner: ``None`` (default) or a function ``(in_channels, out_channels, *,
+            key) -> module`` building every coupling's conditioner (see
+            :class:`~invjax.layers.HINTCoupling`; e.g. InvertibleNetworks.jl's 3-3-3 blocks).
         base: the distribution of ``z_x`` (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
     """
@@ -248,18 +256,18 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, squeeze: type = HaarSqueeze, permute: str = "lower",
-                 scale: AbstractScale = SigmoidScale(), split_scales: bool = True, base=StandardNormal(),
-                 backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), split_scales: bool = True, make_conditioner=None,
+                 base=StandardNormal(), backprop=Invertible()):
         name = "MultiscaleConditionalHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
         check_layer_class(name, "squeeze", squeeze)
-        _check_step_options(name, permute, scale)
+        _check_step_options(name, permute, scale, make_conditioner)
 
         def step(lanes, _, key):
             cy, cx = lanes
             return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                                         scale=scale)
+                                         scale=scale, make_conditioner=make_conditioner)
 
         self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key,
                                factor_out=bool(split_scales))
