@@ -111,12 +111,12 @@ class IUNet(AbstractNetwork):
             return Stack(lambda key: glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
                                                cond_channels=k, scale=scale), depth, key=key)
 
-        def scale_(level, channels, key):
+        def at_scale(level, channels, key):
             k_down_steps, k_down, k_inner, k_up, k_up_steps = jr.split(key, 5)
             if level == levels - 1:
                 return steps(channels, level, k_down_steps)
             kept, down = channels - channels // 2, channels // 2
-            below = scale_(level + 1, down * 2**spatial_dims, k_inner)
+            below = at_scale(level + 1, down * 2**spatial_dims, k_inner)
             if cond_spatial and cond_channels:
                 below = MapCond(below, space_to_depth)  # the condition follows the downsampling
             inner = Chain([learnable_squeeze(down, key=k_down, spatial_dims=spatial_dims), below,
@@ -124,7 +124,7 @@ class IUNet(AbstractNetwork):
             return Chain([steps(channels, level, k_down_steps), OnChannels(inner, kept, channels),
                           steps(channels, level, k_up_steps)])
 
-        self.body = scale_(0, in_channels, key)
+        self.body = at_scale(0, in_channels, key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.spatial_dims, self.cond_channels, self.cond_spatial = spatial_dims, cond_channels, cond_spatial
