@@ -23,9 +23,10 @@ PICTURES = {
     "vi_deblurring": "vi_deblurring.png",
     "imaging_posterior": "imaging_posterior_sbc.png",
     "irim_deblurring": "irim_memory.png",
+    "iunet_deblurring": "iunet_memory.png",
 }
 # Scripts whose evaluation has its own short mode (held-out pairs and draws, not only steps).
-QUICK = {"imaging_posterior", "irim_deblurring"}
+QUICK = {"imaging_posterior", "irim_deblurring", "iunet_deblurring"}
 
 
 def test_every_script_is_listed():
