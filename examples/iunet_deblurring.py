@@ -22,22 +22,14 @@ import resource
 import time
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 from _digits import OUT, save_grid
-from _phantoms import NOISE, SIZE, blur, phantoms, psnr
+from _phantoms import SIZE, blur, psnr
+from _reconstruction import plot_memory, simulate, step_memory, train
 
 import invjax as ij
-
-
-def simulate(key, n):
-    """``n`` pairs ``(x, d)``: a phantom and its blurred, noisy observation."""
-    kx, kn = jr.split(key)
-    x = phantoms(kx, n)
-    return x, blur(x) + NOISE * jr.normal(kn, x.shape)
 
 
 def estimate(net, d):
@@ -47,15 +39,6 @@ def estimate(net, d):
 
 def loss(net, x, d):
     return jnp.mean((estimate(net, d) - x) ** 2)
-
-
-def step_memory(depth, levels, hidden, batch, backprop):
-    """XLA's compiled memory (MiB: temporaries) of one training step, compile only."""
-    net = ij.nets.IUNet(2, levels, depth, hidden, key=jr.key(0), backprop=backprop)
-    x = jax.ShapeDtypeStruct((batch, 1, SIZE, SIZE), jnp.float32)
-    params, static = eqx.partition(net, eqx.is_inexact_array)  # the LU convolutions' permutations are static
-    grad = jax.jit(lambda p, x, d: jax.grad(lambda p: loss(eqx.combine(p, static), x, d))(p))
-    return grad.lower(params, x, x).compile().memory_analysis().temp_size_in_bytes / 2**20
 
 
 def main():
@@ -76,23 +59,7 @@ def main():
     net = ij.nets.IUNet(2, args.levels, args.depth, args.hidden, key=k_net)
     x0, d0 = simulate(k_init, args.batch)
     net = net.initialize(jnp.concatenate([blur(d0), d0], axis=1))  # ActNorms, from data
-    optimizer = optax.adam(optax.cosine_decay_schedule(1e-3, max(args.steps, 1)))
-    opt_state = optimizer.init(eqx.filter(net, eqx.is_inexact_array))
-
-    @eqx.filter_jit
-    def train_step(net, opt_state, key):
-        x, d = simulate(key, args.batch)  # fresh pairs every step
-        value, grads = eqx.filter_value_and_grad(loss)(net, x, d)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(net, eqx.is_inexact_array))
-        return eqx.apply_updates(net, updates), opt_state, value
-
-    losses = []
-    for i in range(args.steps):
-        net, opt_state, value = train_step(net, opt_state, jr.fold_in(k_train, i))
-        losses.append(float(value))
-        if (i + 1) % max(args.steps // 20, 1) == 0:
-            print(f"step {i + 1}/{args.steps}: MSE {np.mean(losses[-50:]):.5f} "
-                  f"({time.perf_counter() - began:.0f} s)", flush=True)
+    net, losses = train(net, loss, steps=args.steps, batch=args.batch, key=k_train, began=began)
     trained = time.perf_counter() - began
     print(f"trained {args.steps} steps in {trained:.0f} s; MSE, last 100 steps: {np.mean(losses[-100:]):.5f}")
 
@@ -105,22 +72,13 @@ def main():
               ["truth", "observation (blur + noise)", "invertible U-Net"])
 
     sweep = (2,) if args.quick else (2, 4, 8, 16)
-    memory = [(n, step_memory(n, args.levels, args.hidden, args.batch, ij.Invertible()),
-               step_memory(n, args.levels, args.hidden, args.batch, ij.Autodiff())) for n in sweep]
+    build = lambda n, backprop: ij.nets.IUNet(2, args.levels, n, args.hidden, key=jr.key(0), backprop=backprop)
+    memory = [(n, step_memory(build(n, ij.Invertible()), loss, args.batch),
+               step_memory(build(n, ij.Autodiff()), loss, args.batch)) for n in sweep]
     for n, invertible, autodiff in memory:
         print(f"training step, depth {n:2d}: {invertible:6.1f} MiB invjax, {autodiff:6.1f} MiB plain autodiff")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4.5, 3.2))
-    axis.plot(sweep, [m[1] for m in memory], "o-", label="invjax (invertible backward)")
-    axis.plot(sweep, [m[2] for m in memory], "s--", label="plain autodiff")
-    axis.set(xlabel="flow steps per scale and way (depth)", ylabel="compiled temporaries (MiB)", xscale="log",
-             yscale="log", title=f"iUNet training step, batch {args.batch}, {SIZE}x{SIZE}")
-    axis.minorticks_off()
-    axis.set_xticks(sweep, [str(n) for n in sweep])
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(OUT / "iunet_memory.png", dpi=90)
+    plot_memory(memory, OUT / "iunet_memory.png", xlabel="flow steps per scale and way (depth)",
+                title=f"iUNet training step, batch {args.batch}, {SIZE}x{SIZE}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"wrote {OUT / 'iunet_deblurring.png'} and {OUT / 'iunet_memory.png'}; "
           f"total {time.perf_counter() - began:.0f} s, peak resident memory {peak:.2f} GiB")
