@@ -13,6 +13,8 @@ import numpy as np
 import optax
 from _phantoms import NOISE, SIZE, blur, phantoms
 
+import invjax as ij
+
 
 def simulate(key, n):
     """``n`` pairs ``(x, d)``: a phantom and its blurred, noisy observation."""
@@ -52,6 +54,15 @@ def step_memory(net, loss, batch):
     params, static = eqx.partition(net, eqx.is_inexact_array)
     grad = jax.jit(lambda p, x, d: jax.grad(lambda p: loss(eqx.combine(p, static), x, d))(p))
     return grad.lower(params, x, x).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def memory_sweep(build, loss, batch, sweep, what):
+    """``[(n, invertible MiB, autodiff MiB)]`` for ``build(n, backprop)`` over ``sweep``, printed."""
+    memory = [(n, step_memory(build(n, ij.Invertible()), loss, batch),
+               step_memory(build(n, ij.Autodiff()), loss, batch)) for n in sweep]
+    for n, invertible, autodiff in memory:
+        print(f"training step, {what} {n:2d}: {invertible:6.1f} MiB invjax, {autodiff:6.1f} MiB plain autodiff")
+    return memory
 
 
 def plot_memory(memory, path, *, xlabel, title):

@@ -29,7 +29,7 @@ import jax.random as jr
 import numpy as np
 from _digits import OUT, save_grid
 from _phantoms import SIZE, blur, psnr
-from _reconstruction import plot_memory, simulate, step_memory, train
+from _reconstruction import memory_sweep, plot_memory, simulate, train
 
 import invjax as ij
 
@@ -86,10 +86,7 @@ def main():
 
     sweep = (2,) if args.quick else (2, 4, 8, 16, 32)  # quick: one point, two compilations
     build = lambda n, backprop: ij.nets.IRIM(4, n, args.hidden, blur, key=jr.key(0), backprop=backprop)
-    memory = [(n, step_memory(build(n, ij.Invertible()), loss, args.batch),
-               step_memory(build(n, ij.Autodiff()), loss, args.batch)) for n in sweep]
-    for n, invertible, autodiff in memory:
-        print(f"training step, {n:2d} iterations: {invertible:6.1f} MiB invjax, {autodiff:6.1f} MiB plain autodiff")
+    memory = memory_sweep(build, loss, args.batch, sweep, "iterations")
     plot_memory(memory, OUT / "irim_memory.png", xlabel="i-RIM iterations",
                 title=f"i-RIM training step, batch {args.batch}, {SIZE}x{SIZE}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

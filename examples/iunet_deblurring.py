@@ -27,7 +27,7 @@ import jax.random as jr
 import numpy as np
 from _digits import OUT, save_grid
 from _phantoms import SIZE, blur, psnr
-from _reconstruction import plot_memory, simulate, step_memory, train
+from _reconstruction import memory_sweep, plot_memory, simulate, train
 
 import invjax as ij
 
@@ -73,10 +73,7 @@ def main():
 
     sweep = (2,) if args.quick else (2, 4, 8, 16)
     build = lambda n, backprop: ij.nets.IUNet(2, args.levels, n, args.hidden, key=jr.key(0), backprop=backprop)
-    memory = [(n, step_memory(build(n, ij.Invertible()), loss, args.batch),
-               step_memory(build(n, ij.Autodiff()), loss, args.batch)) for n in sweep]
-    for n, invertible, autodiff in memory:
-        print(f"training step, depth {n:2d}: {invertible:6.1f} MiB invjax, {autodiff:6.1f} MiB plain autodiff")
+    memory = memory_sweep(build, loss, args.batch, sweep, "depth")
     plot_memory(memory, OUT / "iunet_memory.png", xlabel="flow steps per scale and way (depth)",
                 title=f"iUNet training step, batch {args.batch}, {SIZE}x{SIZE}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
