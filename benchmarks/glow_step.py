@@ -108,13 +108,15 @@ def run_jax(args):
         x, params, state = ij.shard_batch(x, mesh), ij.replicate(params, mesh), ij.replicate(state, mesh)
     jax.clear_caches()
     release()
+    start = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, x).compile()
+    compile_s = time.perf_counter() - start  # tracing, lowering and XLA's compilation
     analysis = compiled.memory_analysis()
     temp = analysis.temp_size_in_bytes / 2**20
     release()
     base = rss_mib()
     if args.compile_only:
-        return {"base_rss_mib": base, "compiled_temp_mib": temp, "device_peak_mib": None, "step_s": None,
+        return {"base_rss_mib": base, "compiled_temp_mib": temp, "compile_s": compile_s, "device_peak_mib": None, "step_s": None,
                 "times": [], "compiled_total_mib": (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
                                                     + analysis.output_size_in_bytes) / 2**20,
                 "device": str(jax.devices()[0].device_kind), "versions": {"jax": jax.__version__}}
@@ -131,6 +133,7 @@ def run_jax(args):
     return {
         "base_rss_mib": base,
         "compiled_temp_mib": temp,
+        "compile_s": compile_s,
         "device_peak_mib": stats.get("peak_bytes_in_use", float("nan")) / 2**20 if stats else None,
         "step_s": median,
         "times": times,

@@ -18,11 +18,11 @@ import invjax as ij
 from invjax.layers._conv import conv_same
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_conv_same_values_gradients_jvp_vmap_hessian_match_lax(n):
+@pytest.mark.parametrize("n, k", [(1, 3), (2, 3), (3, 3), (2, 1)])
+def test_conv_same_values_gradients_jvp_vmap_hessian_match_lax(n, k):
     spatial = (5, 6, 4)[:n]
     x = jr.normal(jr.key(0), (2, *spatial, 3))
-    w = jr.normal(jr.key(1), (4, 3, *(3,) * n))
+    w = jr.normal(jr.key(1), (4, 3, *(k,) * n))
     b = jr.normal(jr.key(2), (4,))
     s = "DHW"[3 - n:]
     ref = lambda x, w, b: lax.conv_general_dilated(
@@ -52,3 +52,85 @@ def test_no_convolution_of_a_scanned_glow_gradient_is_left_in_nchw():
     assert labels and "while" in hlo
     assert not [label for label in labels if label.startswith("bf01")], labels
     assert labels.count("b01f_01io->b01f") >= len(labels) / 2, labels
+
+
+# The kernel gradient: on CPU a loop of per-pencil im2col GEMMs (issue 26), elsewhere XLA's
+# convolution. Kernels odd and unequal per axis, spatial sizes odd, so a swapped tap order,
+# a dropped edge or a mis-sized pencil changes the numbers.
+_KERNEL_CASES = {1: ((7,), (5,)), 2: ((5, 7), (3, 5)), 3: ((3, 5, 4), (3, 1, 5))}
+
+
+def _reference_kernel_gradient(x, dy, kernel_shape):
+    n = len(kernel_shape)
+    s = "DHW"[3 - n:]
+    f = lambda w: lax.conv_general_dilated(x, w, (1,) * n, "SAME", dimension_numbers=(f"N{s}C", f"OI{s}", f"N{s}C"))
+    return jax.vjp(f, jnp.zeros((dy.shape[-1], x.shape[-1], *kernel_shape), x.dtype))[1](dy)[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_both_kernel_gradient_paths_equal_autodiff_and_finite_differences(n):
+    from invjax.layers._conv import _by_kernel_as_conv, _by_kernel_in_pencils
+
+    spatial, kernel = _KERNEL_CASES[n]
+    x = jr.normal(jr.key(0), (2, *spatial, 3))
+    dy = jr.normal(jr.key(1), (2, *spatial, 4))
+    dweight = jr.normal(jr.key(2), (4, 3, *kernel))
+    expected = _reference_kernel_gradient(x, dy, kernel)
+    for path in (_by_kernel_in_pencils, _by_kernel_as_conv):
+        # The path is the kernel's tangent conv(x, dweight); its transpose is the gradient.
+        s = "DHW"[3 - n:]
+        tangent = lax.conv_general_dilated(x, dweight, (1,) * n, "SAME", dimension_numbers=(f"N{s}C", f"OI{s}",
+                                                                                            f"N{s}C"))
+        assert jnp.allclose(path(x, dweight), tangent, rtol=1e-12, atol=1e-12), path.__name__
+        (gradient,) = jax.linear_transpose(lambda d, path=path: path(x, d), dweight)(dy)
+        assert jnp.allclose(gradient, expected, rtol=1e-12, atol=1e-12), path.__name__
+    # And conv_same's own gradient (the CPU path here) against central finite differences.
+    loss = lambda w: jnp.sum(jnp.sin(conv_same(x, w)))
+    direction = jr.normal(jr.key(3), dweight.shape)
+    eps = 1e-6
+    numeric = (loss(dweight + eps * direction) - loss(dweight - eps * direction)) / (2 * eps)
+    assert jnp.allclose(jnp.vdot(jax.grad(loss)(dweight), direction), numeric, rtol=1e-7)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_cpu_kernel_gradient_is_a_loop_of_gemms_equal_to_xla_in_float32(n):
+    # The CPU path must be the one that runs (no convolution left in the kernel gradient),
+    # and in float32 it must equal XLA's own gradient to round-off.
+    spatial, kernel = ((24, 20), (3, 3)) if n == 2 else ((6, 8, 5), (3, 3, 3))
+    x = jr.normal(jr.key(0), (3, *spatial, 32), jnp.float32)  # wide enough for the loop (_pencils_pay)
+    dy = jr.normal(jr.key(1), (3, *spatial, 24), jnp.float32)
+    weight = jr.normal(jr.key(2), (24, 32, *kernel), jnp.float32)
+    grad = jax.jit(lambda x, dy: jax.vjp(lambda w: conv_same(x, w), weight)[1](dy)[0])
+    hlo = grad.lower(x, dy).compile().as_text()
+    assert "convolution(" not in hlo and " while(" in hlo
+    ours, xla = grad(x, dy), _reference_kernel_gradient(x, dy, kernel)
+    assert ours.dtype == jnp.float32
+    assert jnp.max(jnp.abs(ours - xla)) <= 1e-5 * jnp.max(jnp.abs(xla))
+
+
+def test_kernel_gradient_under_vmap_over_samples_equals_the_batched_one():
+    # Conditioners are vmapped over the batch; the loop's batching must give the same sum.
+    x = jr.normal(jr.key(0), (3, 9, 7, 2))
+    weight = jr.normal(jr.key(1), (4, 2, 3, 3))
+    dy = jr.normal(jr.key(2), (3, 9, 7, 4))
+    batched = jax.vjp(lambda w: conv_same(x, w), weight)[1](dy)[0]
+    per_sample = jax.vjp(lambda w: jax.vmap(lambda v: conv_same(v[None], w)[0])(x), weight)[1](dy)[0]
+    assert jnp.allclose(batched, per_sample, rtol=1e-12, atol=1e-12)
+    assert jnp.allclose(batched, _reference_kernel_gradient(x, dy, (3, 3)), rtol=1e-12, atol=1e-12)
+
+
+def test_a_flow_whose_blocks_take_the_loop_has_autodiff_gradients_in_float64():
+    # InvertibleNetworks.jl's 3-3-3 blocks: the hidden -> hidden 3x3 convolution is wide
+    # enough for the per-pencil loop, so the invertible backward runs it inside the depth scan.
+    from invjax.layers._conv import _pencils_pay
+    from tests.helpers import perturb, rel_err
+
+    hidden = 32
+    assert _pencils_pay((hidden, hidden, 3, 3))
+    block = lambda i, o, key: ij.layers.ResidualBlock(i, o, hidden, key=key, middle_kernel=3)
+    flow = perturb(ij.nets.HINT(4, 2, hidden, key=jr.key(0), make_conditioner=block), jr.key(1), 0.05)
+    x = jr.normal(jr.key(2), (2, 4, 6, 5))
+    loss = lambda f: -jnp.mean(f.log_prob(x))
+    ours = eqx.filter_grad(loss)(flow)
+    theirs = eqx.filter_grad(loss)(ij.with_backprop(flow, ij.Autodiff()))
+    assert rel_err(ours, theirs) < 1e-10

@@ -1,0 +1,153 @@
+"""One "same" convolution, its input gradient and its kernel gradient: invjax vs PyTorch.
+
+    python benchmarks/conv_kernels.py            # 1D, 2D, 3D; one core, then every core
+    python benchmarks/conv_kernels.py --quick    # small shapes, a smoke test
+
+Each (library, cores) pair runs in a fresh process, pinned to its cores before the library
+loads (``os.sched_setaffinity``; PyTorch also gets ``torch.set_num_threads``), so "one
+core" is one thread for both. Every part is jitted (JAX) and timed alone: the median of
+``--repeats`` calls after one warm-up call, float32, channels 64 -> 64 (32 for 3D).
+
+Columns: ``forward`` is ``conv_same`` / ``torch.nn.functional.conv{n}d``; ``input grad``
+and ``kernel grad`` are the two halves of its reverse-mode gradient
+(``torch.nn.grad.conv{n}d_input`` / ``_weight``). For invjax the kernel gradient is the
+one a training step runs on this platform (on CPU the per-pencil GEMM loop of
+``invjax/layers/_conv.py``); ``XLA conv`` is the same gradient as one XLA convolution
+(invjax before issue 26, and its choice on GPU). Writes
+``benchmarks/results/conv_kernels.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+CASES = {  # name: (batch, channels, spatial, kernel)
+    "1D": (8, 64, (65536,), 3),
+    "2D": (8, 64, (256, 256), 3),
+    "3D": (2, 32, (64, 64, 64), 3),
+}
+QUICK = {"1D": (2, 16, (1024,), 3), "2D": (2, 16, (32, 32), 3), "3D": (1, 8, (8, 8, 8), 3)}
+
+
+def _median_ms(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def _jax_worker(cases, repeats):
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(HERE.parent))
+    from invjax.layers._conv import _by_kernel_as_conv, conv_same
+
+    rows = {}
+    for name, (batch, channels, spatial, k) in cases.items():
+        n = len(spatial)
+        keys = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(keys[0], (batch, *spatial, channels))
+        dy = jax.random.normal(keys[1], (batch, *spatial, channels))
+        w = jax.random.normal(keys[2], (channels, channels, *(k,) * n)) * 0.05
+        forward = jax.jit(conv_same)
+        input_grad = jax.jit(lambda w, dy: jax.vjp(lambda x: conv_same(x, w), x)[1](dy)[0])
+        kernel_grad = jax.jit(lambda x, dy: jax.vjp(lambda w: conv_same(x, w), w)[1](dy)[0])
+        xla_grad = jax.jit(lambda x, dy: jax.linear_transpose(lambda d: _by_kernel_as_conv(x, d), w)(dy)[0])
+        run = lambda f, *a: (lambda: jax.block_until_ready(f(*a)))
+        err = jnp.max(jnp.abs(kernel_grad(x, dy) - xla_grad(x, dy))) / jnp.max(jnp.abs(xla_grad(x, dy)))
+        rows[name] = {"forward": _median_ms(run(forward, x, w), repeats),
+                      "input_grad": _median_ms(run(input_grad, w, dy), repeats),
+                      "kernel_grad": _median_ms(run(kernel_grad, x, dy), repeats),
+                      "kernel_grad_xla_conv": _median_ms(run(xla_grad, x, dy), repeats),
+                      "kernel_grad_rel_diff": float(err)}
+    return {"versions": {"jax": jax.__version__}, "rows": rows}
+
+
+def _torch_worker(cases, repeats, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    rows = {}
+    for name, (batch, channels, spatial, k) in cases.items():
+        n = len(spatial)
+        conv = getattr(torch.nn.functional, f"conv{n}d")
+        grad_in, grad_w = getattr(torch.nn.grad, f"conv{n}d_input"), getattr(torch.nn.grad, f"conv{n}d_weight")
+        x = torch.randn(batch, channels, *spatial)
+        dy = torch.randn(batch, channels, *spatial)
+        w = torch.randn(channels, channels, *(k,) * n) * 0.05
+        with torch.no_grad():
+            rows[name] = {"forward": _median_ms(lambda: conv(x, w, padding=k // 2), repeats),
+                          "input_grad": _median_ms(lambda: grad_in(x.shape, w, dy, padding=k // 2), repeats),
+                          "kernel_grad": _median_ms(lambda: grad_w(x, w.shape, dy, padding=k // 2), repeats)}
+    return {"versions": {"torch": torch.__version__}, "rows": rows}
+
+
+def _worker(args):
+    cores = sorted(os.sched_getaffinity(0))[: args.cores] if args.cores else sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cores)  # before the library starts its threads
+    cases = QUICK if args.quick else CASES
+    if args.worker == "jax":
+        out = _jax_worker(cases, args.repeats)
+    else:
+        out = _torch_worker(cases, args.repeats, len(cores))
+    out["cores"] = len(cores)
+    print(json.dumps(out), flush=True)
+
+
+def _table(results, cases):
+    lines = ["| case | cores | part | invjax (ms) | PyTorch (ms) | invjax / PyTorch | XLA conv (ms) |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for cores in sorted({r["cores"] for r in results.values()}):
+        ours, theirs = results[f"jax-{cores}"]["rows"], results[f"torch-{cores}"]["rows"]
+        for name, (batch, channels, spatial, k) in cases.items():
+            label = f"{name} {batch}x{channels}x{'x'.join(map(str, spatial))}, {k}^{len(spatial)}"
+            for part in ("forward", "input_grad", "kernel_grad"):
+                a, b = ours[name][part], theirs[name][part]
+                xla = f"{ours[name]['kernel_grad_xla_conv']:.0f}" if part == "kernel_grad" else ""
+                lines.append(f"| {label} | {cores} | {part.replace('_', ' ')} | {a:.0f} | {b:.0f} | {a / b:.2f}x | "
+                             f"{xla} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small shapes (a smoke test, not a measurement)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--cores", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return _worker(args)
+    every = len(os.sched_getaffinity(0))
+    results = {}
+    for cores in sorted({1, every}):
+        for lib in ("jax", "torch"):
+            cmd = [sys.executable, __file__, "--worker", lib, "--cores", str(cores), "--repeats", str(args.repeats)]
+            out = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{lib} on {cores} core(s) failed:\n{out.stderr[-2000:]}")
+            results[f"{lib}-{cores}"] = json.loads(out.stdout.strip().splitlines()[-1])
+    table = _table(results, QUICK if args.quick else CASES)
+    print(table)
+    if not args.quick:
+        out = HERE / "results"
+        (out / "conv_kernels.json").write_text(json.dumps(results, indent=1))
+        (out / "conv_kernels.md").write_text(
+            "One convolution and its two gradients, float32, median of 3 after warm-up, each library in a fresh "
+            f"process pinned to its cores; `python benchmarks/conv_kernels.py`.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
