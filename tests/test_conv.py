@@ -96,10 +96,10 @@ def test_both_kernel_gradient_paths_equal_autodiff_and_finite_differences(n):
 def test_cpu_kernel_gradient_is_a_loop_of_gemms_equal_to_xla_in_float32(n):
     # The CPU path must be the one that runs (no convolution left in the kernel gradient),
     # and in float32 it must equal XLA's own gradient to round-off.
-    spatial, kernel = ((24, 20), (3, 3)) if n == 2 else ((6, 8, 5), (3, 3, 3))
-    x = jr.normal(jr.key(0), (3, *spatial, 32), jnp.float32)  # wide enough for the loop (_pencils_pay)
-    dy = jr.normal(jr.key(1), (3, *spatial, 24), jnp.float32)
-    weight = jr.normal(jr.key(2), (24, 32, *kernel), jnp.float32)
+    spatial, kernel = ((64, 5), (3, 3)) if n == 2 else ((64, 3, 4), (3, 3, 3))
+    x = jr.normal(jr.key(0), (3, *spatial, 32), jnp.float32)  # wide and long enough for the loop (_pencils_pay)
+    dy = jr.normal(jr.key(1), (3, *spatial, 32), jnp.float32)
+    weight = jr.normal(jr.key(2), (32, 32, *kernel), jnp.float32)
     grad = jax.jit(lambda x, dy: jax.vjp(lambda w: conv_same(x, w), weight)[1](dy)[0])
     hlo = grad.lower(x, dy).compile().as_text()
     assert "convolution(" not in hlo and " while(" in hlo
@@ -126,10 +126,10 @@ def test_a_flow_whose_blocks_take_the_loop_has_autodiff_gradients_in_float64():
     from tests.helpers import perturb, rel_err
 
     hidden = 32
-    assert _pencils_pay((hidden, hidden, 3, 3))
+    x = jr.normal(jr.key(2), (2, 4, 64, 3))
+    assert _pencils_pay((hidden, hidden, 3, 3), x.shape[2:])
     block = lambda i, o, key: ij.layers.ResidualBlock(i, o, hidden, key=key, middle_kernel=3)
     flow = perturb(ij.nets.HINT(4, 2, hidden, key=jr.key(0), make_conditioner=block), jr.key(1), 0.05)
-    x = jr.normal(jr.key(2), (2, 4, 6, 5))
     loss = lambda f: -jnp.mean(f.log_prob(x))
     ours = eqx.filter_grad(loss)(flow)
     theirs = eqx.filter_grad(loss)(ij.with_backprop(flow, ij.Autodiff()))

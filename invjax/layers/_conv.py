@@ -59,25 +59,26 @@ def _conv_nhwc_jvp(primals, tangents):
     if not isinstance(dweight, SymbolicZero):
         # The kernel's tangent: its transpose is the kernel gradient, XLA:CPU's slow part.
         # The loop on CPU where it pays (chosen when lowering: GPU and TPU keep XLA's).
-        if _pencils_pay(weight.shape):
+        if _pencils_pay(weight.shape, x.shape[1:-1]):
             parts.append(lax.platform_dependent(x, dweight, cpu=_by_kernel_in_pencils, default=_by_kernel_as_conv))
         else:
             parts.append(_by_kernel_as_conv(x, dweight))
     return out, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(out)
 
 
-def _pencils_pay(weight_shape) -> bool:
+def _pencils_pay(weight_shape, spatial_shape) -> bool:
     """Whether the per-pencil GEMM loop beats XLA:CPU's kernel gradient for this kernel.
 
     Measured on this project's CPU (batch 8, 3x3, 32^2 to 256^2 images, both ways in one
-    session, ``benchmarks/conv_kernels.py`` and issue 26): the loop wins where both the
-    patch width ``taps * in`` and ``out`` are wide (64 -> 64 at 128^2: 116 vs 210 ms; 128 ->
-    128: 293 vs 1526 ms; 64 -> 64 at 256^2: 0.67 vs 1.1 s) and loses where the output is
-    thin (64 -> 12 at 128^2: 128 vs 44 ms) or the patches are (12 -> 64 at 64^2: 11 vs 7 ms),
-    where a small GEMM per pencil cannot pay for its loop.
+    session; issue 26): the loop wins where the patch width ``taps * in``, ``out`` and the
+    pencils are all long (64 -> 64 at 128^2: 116 vs 210 ms; 128 -> 128: 293 vs 1526 ms;
+    64 -> 64 at 256^2: 0.67 vs 1.1 s) and loses where the output is thin (64 -> 12 at
+    128^2: 128 vs 44 ms), the patches are (12 -> 64 at 64^2: 11 vs 7 ms) or the pencils are
+    short (64 -> 48 at 32^2: 8.0 vs 5.9 ms): there a small GEMM per pencil cannot pay for
+    its loop (and its compilation).
     """
     out_ch, in_ch, *kernel = weight_shape
-    return math.prod(kernel) * in_ch >= 256 and out_ch >= 24
+    return math.prod(kernel) * in_ch >= 256 and out_ch >= 32 and spatial_shape[0] >= 64
 
 
 def _by_kernel_as_conv(x, dweight):
