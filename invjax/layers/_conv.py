@@ -12,6 +12,12 @@ custom JVP whose two linear parts are written so that their transposes, the reve
 gradients, come out as canonical NHWC/HWIO convolutions. Forward mode stays available
 (those convolutions are the slow kind, but correct).
 
+Two more CPU tunings (issue 26): a 1x1 convolution is a matrix product (XLA:CPU's
+convolution took 2-3x as long for each of its three parts), and a wide kernel's gradient,
+which XLA:CPU runs as a convolution with an image-sized "kernel" (4.7x PyTorch's), runs as
+a loop of small GEMMs, one per pencil (:func:`_by_kernel_in_pencils`), chosen at lowering
+time so that GPUs and TPUs keep XLA's convolution.
+
 This is platform tuning, kept in this one file: the conditioners and hyperbolic layers
 call :func:`conv_same`, nothing else knows about layouts, and the rest of invjax would be
 unchanged if XLA laid out convolutions inside loops itself.
@@ -78,7 +84,9 @@ def _pencils_pay(weight_shape, spatial_shape) -> bool:
     its loop (and its compilation).
     """
     out_ch, in_ch, *kernel = weight_shape
-    return math.prod(kernel) * in_ch >= 256 and out_ch >= 32 and spatial_shape[0] >= 64
+    # Not for signals: one pencil is the whole signal (a full im2col), and it measured no
+    # faster (8x64x65536: 297 vs 301 ms on one core, 425 vs 352 ms on two).
+    return len(kernel) > 1 and math.prod(kernel) * in_ch >= 256 and out_ch >= 32 and spatial_shape[0] >= 64
 
 
 def _by_kernel_as_conv(x, dweight):
@@ -107,13 +115,15 @@ def _by_kernel_in_pencils(x, dweight):
     linear ``lax.scan`` under ``jax.checkpoint``, its transpose (what reverse mode runs) is
     the kernel gradient as a loop that rebuilds each pencil's patches and accumulates
     ``patchesᵀ @ cotangent``: one GEMM per pencil, its operands a few MiB that stay in
-    cache. Measured on this project's CPU (one core, 8x64x256x256, 3x3): 0.64 s against
-    1.1 s for XLA's convolution and 0.56 s for PyTorch's ``conv2d_weight``.
+    cache. Measured on this project's CPU (one core, 8x64x256x256, 3x3): 0.67-0.86 s against
+    1.1 s for XLA's convolution and 0.56-0.68 s for PyTorch's ``conv2d_weight``. Memory:
+    compiled temporaries flat in depth, but +15% over XLA's path (a HINT with 3-3-3 blocks,
+    hidden 64, 4x4x128x128: 101.8 vs 88.2 MiB: the cotangent is moved pencil-major once).
 
     The loop runs over every spatial axis but the first, which is the one that
     ``ij.device_mesh``'s ``"space"`` axis splits: slices of an unsplit axis need no
     gather, and the per-pencil sums over the split axis are all-reduces of the kernel's
-    size. Memory: one pencil's patches, ``T`` times a pencil of ``x``.
+    size. Per iteration: one pencil's patches, ``T`` times a pencil of ``x``.
     """
     n = dweight.ndim - 2
     out_ch, in_ch, *ks = dweight.shape
