@@ -26,7 +26,8 @@ def step(impl, size, depth, steps, host_devices=0):
     cmd = [sys.executable, str(HERE / "glow_step.py"), "--impl", impl, "--size", str(size), "--depth", str(depth),
            "--steps", str(steps), "--host-devices", str(host_devices)]
     out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
+    if out.returncode:  # say why in the log; the table shows "failed"
+        print(f"{impl} {size} (host devices {host_devices}) failed:\n{out.stderr[-2000:]}", file=sys.stderr, flush=True)
         return {"impl": impl, "size": size, "error": out.stderr[-400:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -61,13 +62,16 @@ def main():
     lines = [f"Glow step (3 levels, depth {args.depth}, hidden 64, batch 8, RGB) on {args.cores} CPU cores, "
              "seconds per step (median after warm-up); `python benchmarks/cpu_cores.py`.", "",
              f"| size | 1 host device | {args.cores} host devices (batch split) | speed-up | normflows | "
-             f"invjax ({args.cores} devices) / normflows |", "|---:|---:|---:|---:|---:|---:|"]
+             f"invjax (1 device) / normflows | invjax ({args.cores} devices) / normflows |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         nf = r.get("normflows")
         speed = r["one_device"] / r["per_core"] if r["one_device"] and r["per_core"] else float("nan")
         vs = f"{r['per_core'] / nf:.2f}x" if nf and r["per_core"] else ""
-        lines.append(f"| {r['size']} | {r['one_device']:.3g} | {r['per_core']:.3g} | {speed:.2f}x | "
-                     f"{f'{nf:.3g}' if nf else ''} | {vs} |")
+        vs1 = f"{r['one_device'] / nf:.2f}x" if nf and r["one_device"] else ""
+        fmt = lambda v: "failed" if v is None else f"{v:.3g}"
+        lines.append(f"| {r['size']} | {fmt(r['one_device'])} | {fmt(r['per_core'])} | {speed:.2f}x | "
+                     f"{f'{nf:.3g}' if nf else ''} | {vs1} | {vs} |")
     (out / "cpu_cores.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
