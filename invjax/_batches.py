@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from ._checks import canonical_dtype
+
 Source = Callable[[int], Iterator[tuple]]
 
 
@@ -102,10 +104,10 @@ def iterable_batches(batches: Iterable) -> Source:
 
 def describe(batch) -> tuple:
     """The layout of a batch, ``((shape without batch axis, dtype) or None, ...)``."""
-    return tuple(None if a is None else (tuple(a.shape[1:]), np.dtype(a.dtype)) for a in batch)
+    return tuple(None if a is None else (tuple(a.shape[1:]), canonical_dtype(a)) for a in batch)
 
 
-def check_batch(step: int, batch, reference) -> None:
+def check_batch(step: int, batch, reference, where: str | None = None) -> None:
     """Host-side checks of one ``(x, cond)`` batch against the first batch's layout.
 
     Raises:
@@ -114,22 +116,23 @@ def check_batch(step: int, batch, reference) -> None:
             the first batch's, or it holds NaN or Inf.
     """
     names = ("x", "cond")
+    at = where or f"at step {step}"
     sizes = {a.shape[0] for a in batch if a is not None}
     if 0 in sizes:
-        raise ValueError(f"fit: the batch at step {step} is empty.")
+        raise ValueError(f"fit: the batch {at} is empty.")
     if len(sizes) > 1:
-        raise ValueError(f"fit: at step {step}, x and cond have different batch sizes {sorted(sizes)}.")
+        raise ValueError(f"fit: {at}, x and cond have different batch sizes {sorted(sizes)}.")
     for name, a, ref in zip(names, batch, reference, strict=True):
         if (a is None) != (ref is None):
-            raise ValueError(f"fit: at step {step}, {name} is {'missing' if a is None else 'unexpected'}.")
+            raise ValueError(f"fit: {at}, {name} is {'missing' if a is None else 'unexpected'}.")
         if a is None:
             continue
-        if (tuple(a.shape[1:]), np.dtype(a.dtype)) != ref:
-            raise ValueError(f"fit: at step {step}, {name} has shape {tuple(a.shape)} and dtype {a.dtype}; "
+        if (tuple(a.shape[1:]), canonical_dtype(a)) != ref:
+            raise ValueError(f"fit: {at}, {name} has shape {tuple(a.shape)} and dtype {a.dtype}; "
                              f"the first batch had (B, {', '.join(map(str, ref[0]))}) and {ref[1]}.")
         if jnp.issubdtype(a.dtype, jnp.inexact) and not np.isfinite(np.asarray(a)).all():
-            raise ValueError(f"fit: {name} at step {step} contains NaN or Inf; clean the data "
-                             "(nothing was trained on this batch).")
+            raise ValueError(f"fit: {name} {at} contains NaN or Inf; clean the data"
+                             + (" (nothing was trained on this batch)." if where is None else "."))
 
 
 def simulated_batches(simulate, batch_size: int, key) -> Source:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _AXES = {0: "D", 1: "W", 2: "H, W", 3: "D, H, W"}
 
@@ -34,6 +35,63 @@ def check_array(name: str, x, what: str = "x") -> None:
         raise ValueError(
             f"{name}: {what} must be batched, with shape (B, C, ...); got shape {tuple(x.shape)}."
         )
+    if 0 in x.shape[1:]:
+        # An empty batch (B = 0) is fine (an empty result); an empty channel or spatial axis
+        # has nothing to transform (and a squeeze cannot halve it).
+        raise ValueError(
+            f"{name}: every axis of {what} but the batch must have size >= 1; got shape {tuple(x.shape)}."
+        )
+
+
+def check_key(name: str, key, what: str = "key") -> None:
+    """``key`` is a JAX PRNG key: ``jax.random.key(seed)`` or a legacy ``jax.random.PRNGKey(seed)``.
+
+    Not ``None`` and not a plain ``int`` seed: JAX's own error for those comes from deep
+    inside ``jax.random``.
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(getattr(key, "shape", ()))
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+        return
+    if dtype is not None and dtype == jnp.uint32 and shape == (2,):  # jax.random.PRNGKey(seed)
+        return
+    given = f"an array of shape {shape} and dtype {dtype}" if dtype is not None else repr(key)[:40]
+    raise ValueError(
+        f"{name}: {what} must be one JAX PRNG key, e.g. {what}=jax.random.key(0) "
+        f"(split it for several); got {given}."
+    )
+
+
+def check_sample_shape(name: str, shape) -> tuple[int, ...]:
+    """A ``sample`` shape: a tuple of integers >= 0, batch first (``0`` draws nothing)."""
+    if isinstance(shape, (int, np.integer)) or not isinstance(shape, (tuple, list)):
+        raise ValueError(f"{name}: shape must be a tuple, batch first, e.g. (16, 3, 64, 64); got {shape!r}.")
+    if not shape or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise ValueError(f"{name}: shape must be a non-empty tuple of integers >= 0, batch first; got {shape!r}.")
+    return tuple(int(s) for s in shape)
+
+
+def check_finite(name: str, x, what: str = "x") -> None:
+    """``x`` holds no NaN or Inf; checked where its values are known (not under ``jax.jit``)."""
+    if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(x.dtype, jnp.inexact):
+        return
+    if not np.isfinite(np.asarray(x)).all():
+        raise ValueError(f"{name}: {what} contains NaN or Inf; clean the data first.")
+
+
+def check_initialize_batch(name: str, x, cond=None) -> None:
+    """The batch of a data-dependent initialisation: not empty, and (outside ``jax.jit``) finite."""
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}.initialize needs at least one sample; got an empty batch, shape {x.shape}.")
+    check_finite(f"{name}.initialize", x)
+    if cond is not None:
+        check_finite(f"{name}.initialize", cond, "cond")
+
+
+def canonical_dtype(x):
+    """The dtype ``jnp.asarray(x)`` has under the current configuration (NumPy float64 is
+    float32 while ``jax_enable_x64`` is off, as every JAX function takes it)."""
+    return jax.dtypes.canonicalize_dtype(x.dtype)
 
 
 def check_dtype(name: str, x, params, what: str = "x") -> None:
@@ -43,7 +101,7 @@ def check_dtype(name: str, x, params, what: str = "x") -> None:
     promote): the message says what to cast.
     """
     dtypes = {a.dtype for a in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array))}
-    if not dtypes or dtypes == {x.dtype}:
+    if not dtypes or dtypes == {canonical_dtype(x)}:
         return
     if len(dtypes) > 1:
         raise ValueError(

@@ -25,6 +25,7 @@ from ._batches import (
     split_validation,
 )
 from ._checkpoint import load_checkpoint
+from ._checks import check_key
 from ._devices import data_parallel
 from ._loop import EarlyStopping, checkpoint_monitor, reconstruction_monitor, train_loop
 from ._step import make_step, with_step_key
@@ -130,6 +131,10 @@ def fit(
             f"fit: steps >= 0, batch_size, eval_every and checkpoint_every >= 1 needed; got steps={steps}, "
             f"batch_size={batch_size}, eval_every={eval_every}, checkpoint_every={checkpoint_every}."
         )
+    check_key("fit", key)
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
+        raise ValueError(f"fit: patience must be an integer >= 0 (evaluations without improvement) or None, "
+                         f"got {patience!r}.")
     if check_reconstruction_every is not None and check_reconstruction_every < 1:
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     if transform is not None and not callable(transform):
@@ -147,6 +152,8 @@ def fit(
     reference = describe(first)
     if check_inputs:
         check_batch(0, first, reference)
+        if val is not None:
+            check_batch(0, tuple(val) + (None,) * (2 - len(val)), reference, where="in the validation set")
     if initialize:
         # On the devices, split like every batch: with space > 1 the first batch may not
         # fit one device (eager operations on split arrays run split too).

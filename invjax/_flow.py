@@ -17,7 +17,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._backprop import AbstractBackprop, Invertible, check_backprop
-from ._checks import check_array, check_cond, check_dtype, check_layout
+from ._checks import (
+    check_array,
+    check_cond,
+    check_dtype,
+    check_initialize_batch,
+    check_key,
+    check_layout,
+    check_sample_shape,
+)
 from ._distributions import AbstractDistribution, StandardNormal, check_base
 from ._layer import AbstractLayer
 from ._strict import AbstractStrictModule
@@ -27,7 +35,9 @@ class AbstractFlow(AbstractStrictModule):
     """A normalizing flow: an invertible map ``x -> z`` and a base distribution of ``z``.
 
     Every method takes a batch; ``cond`` is the last argument and is ``None`` for an
-    unconditional flow. Gradients of anything computed by these methods (``jax.grad``,
+    unconditional flow. An empty batch (``B = 0``) gives empty results (``sample`` with
+    ``shape[0] == 0`` too), as a JAX function does; ``initialize`` refuses it (there is
+    nothing to take statistics of). Gradients of anything computed by these methods (``jax.grad``,
     ``eqx.filter_grad``) go through the invertible backward unless the flow was made with
     ``backprop=ij.Autodiff()`` (or switched by :func:`invjax.with_backprop`).
 
@@ -102,7 +112,8 @@ class AbstractFlow(AbstractStrictModule):
         Differentiable in reverse mode; for forward mode call it on
         ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
         """
-        return self.inverse(self.base.sample(key, tuple(shape), self.dtype), cond)
+        shape = _check_sampling("sample", self, key, shape)
+        return self.inverse(self.base.sample(key, shape, self.dtype), cond)
 
     def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None):
         """``(x, log q(x))`` from one inverse pass: ``log q = base.log_prob(z) - log|det dx/dz|``.
@@ -110,7 +121,8 @@ class AbstractFlow(AbstractStrictModule):
         Differentiable in reverse mode; for forward mode call it on
         ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
         """
-        z = self.base.sample(key, tuple(shape), self.dtype)
+        shape = _check_sampling("sample_and_log_prob", self, key, shape)
+        z = self.base.sample(key, shape, self.dtype)
         x, logdet = self.inverse_and_log_det(z, cond)
         return x, self.base.log_prob(z) - logdet
 
@@ -142,7 +154,8 @@ class AbstractNetwork(AbstractFlow):
     cond_channels: eqx.AbstractVar[int | None]
     cond_spatial: eqx.AbstractVar[bool]
 
-    def _check_input(self, x, cond) -> None:
+    def _check_input(self, x, cond):
+        """The checked input and condition, as JAX arrays (NumPy data converted as JAX would)."""
         name = type(self).__name__
         if self.in_channels is None:
             check_array(name, x)
@@ -153,19 +166,33 @@ class AbstractNetwork(AbstractFlow):
         check_dtype(name, x, self)
         if cond is not None:
             check_dtype(name, cond, self, "cond")
+            cond = jnp.asarray(cond)
+        return jnp.asarray(x), cond
 
     def forward(self, x, cond=None):
-        self._check_input(x, cond)
+        x, cond = self._check_input(x, cond)
         return self.backprop.forward(self.body, x, cond)
 
     def inverse_and_log_det(self, z, cond=None):
-        self._check_input(z, cond)
+        z, cond = self._check_input(z, cond)
         return self.backprop.inverse_and_log_det(self.body, z, cond)
 
     def initialize(self, x, cond=None):
-        self._check_input(x, cond)
+        """Data-dependent initialisation (ActNorm) on a batch; returns a new flow.
+
+        Raises ``ValueError`` for an empty batch (no statistics to take) and, outside
+        ``jax.jit``, for a batch holding NaN or Inf (it would make the parameters NaN).
+        """
+        x, cond = self._check_input(x, cond)
+        check_initialize_batch(type(self).__name__, x, cond)
         body, _ = self.body.initialize(x, cond)
         return eqx.tree_at(lambda f: f.body, self, body)
+
+
+def _check_sampling(method: str, flow, key, shape) -> tuple[int, ...]:
+    name = f"{type(flow).__name__}.{method}"
+    check_key(name, key)
+    return check_sample_shape(name, shape)
 
 
 def check_flow_options(name: str, base, backprop):

@@ -70,6 +70,8 @@ def save(path: str | os.PathLike, model, metadata: dict | None = None) -> pathli
     path = pathlib.Path(path)
     if metadata is not None and not isinstance(metadata, dict):
         raise ValueError(f"save: metadata must be a dict, got {type(metadata).__name__}.")
+    if path.is_dir():
+        raise ValueError(f"save: {path} is a folder; give a file name, e.g. {path / 'flow.eqx'}.")
     try:
         structure, unstorable = to_recipe(model), ""
     except Unstorable as e:

@@ -10,6 +10,8 @@ class is defined, not later with a silently inherited default.
 """
 
 
+import inspect
+
 import equinox as eqx
 
 
@@ -48,6 +50,21 @@ class StrictMeta(type(eqx.Module)):
                 f"'Abstract{name}' if it is meant to be subclassed."
             )
         return cls
+
+
+    def __call__(cls, *args, **kwargs):
+        # Every constructor whose ``key`` is required gets a clear error for a key that is not
+        # one (None, an int seed), instead of JAX's from deep inside jax.random.
+        if "key" in kwargs and _requires_key(cls):
+            from ._checks import check_key
+
+            check_key(cls.__name__, kwargs["key"])
+        return super().__call__(*args, **kwargs)
+
+
+def _requires_key(cls) -> bool:
+    parameter = inspect.signature(cls.__init__).parameters.get("key")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 class AbstractStrictModule(eqx.Module, metaclass=StrictMeta):

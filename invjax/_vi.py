@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from ._loop import train_loop
+from ._checks import check_key
 from ._step import make_step, with_step_key
 
 
@@ -88,6 +89,7 @@ def fit_vi(
         flow with a finite loss is returned.
     """
     shape = _check_shape(shape)
+    check_key("fit_vi", key)
     if steps < 0 or batch_size < 1:
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_key
+
 __all__ = [
     "contraction",
     "coverage",
@@ -84,6 +86,7 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
                          f"{[c.shape[0] for c in leaves]}.")
     if draws < 1:
         raise ValueError(f"posterior_draws: draws must be >= 1, got {draws}.")
+    check_key("posterior_draws", key)
     if batch_size is not None and batch_size < draws:
         raise ValueError(f"posterior_draws: batch_size must hold the draws of one observation (>= {draws}), got "
                          f"{batch_size}.")
@@ -120,6 +123,8 @@ def _flatten(draws, truth, summaries):
     if draws.ndim < 2 or truth.shape[0] != draws.shape[0] or truth.shape[1:] != draws.shape[2:]:
         raise ValueError(f"expected draws (N, L, *event) and truth (N, *event); got draws {draws.shape} and "
                          f"truth {truth.shape}.")
+    if 0 in draws.shape:
+        raise ValueError(f"expected at least one observation, one draw and one quantity; got draws {draws.shape}.")
     if summaries is not None:
         draws, truth = np.asarray(summaries(draws)), np.asarray(summaries(truth))
     n, draws_per = draws.shape[:2]

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from cases import NETWORKS
 from helpers import cast, perturb
 
 import invjax as ij
@@ -79,3 +80,61 @@ def test_a_stateful_summary_network_is_refused_with_an_alternative():
     stateful = eqx.nn.Sequential([eqx.nn.Linear(5, 3, key=jr.key(1)), eqx.nn.BatchNorm(3, "batch", mode="batch")])
     with pytest.raises(ValueError, match=r"holds state \(BatchNorm\).*eqx\.nn\.LayerNorm"):
         ij.nets.Summarized(flow, stateful)
+
+
+def test_an_empty_batch_gives_empty_results_in_every_network_and_initialize_refuses_it():
+    """B = 0 is a batch like any other (as for a JAX function): empty latents, log-densities and
+    samples of the right shapes; only the data initialisation, which takes statistics, refuses it."""
+    for name, (make, x_shape, cond_shape) in NETWORKS.items():
+        flow = make(1)
+        x = jnp.zeros((0, *x_shape[1:]))
+        cond = None if cond_shape is None else jnp.zeros((0, *cond_shape[1:]))
+        z, logdet = flow.forward(x, cond)
+        assert (z.shape, logdet.shape) == (x.shape, (0,)), name
+        assert flow.log_prob(x, cond).shape == (0,), name
+        assert flow.sample(jr.key(1), x.shape, cond).shape == x.shape, name
+        with pytest.raises(ValueError, match="initialize needs at least one sample"):
+            flow.initialize(x, cond)
+
+
+def test_numpy_float64_data_is_taken_as_jax_takes_it_and_a_real_mix_is_still_named():
+    """With x64 off (JAX's default) every JAX function turns NumPy float64 into float32, and so
+    does every flow, fit included; with x64 on, float64 into float32 parameters is a real mix."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 2)), rng.normal(size=(16, 3))
+    jax.config.update("jax_enable_x64", False)
+    try:
+        flow = perturb(ij.nets.RealNVP(2, 2, 8, cond_channels=3, key=jr.key(0)), jr.key(1), 0.3)
+        model = ij.nets.Summarized(flow, eqx.nn.MLP(3, 3, 8, 1, key=jr.key(2)))
+        x32, y32 = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+        assert flow.dtype == jnp.float32 and x.dtype == np.float64
+        np.testing.assert_array_equal(flow.log_prob(x, y), flow.log_prob(x32, y32))
+        np.testing.assert_array_equal(model.log_prob(x, y), model.log_prob(x32, y32))
+        np.testing.assert_array_equal(flow.inverse(x, y), flow.inverse(x32, y32))
+        run = lambda a, b: ij.fit(flow, a, b, key=jr.key(3), steps=2, batch_size=8, validation=(a[:4], b[:4]),
+                                  eval_every=1, progress=False)[1]
+        assert run(x, y) == run(x32, y32)
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    with pytest.raises(ValueError, match=r"x has dtype float64 but the parameters are float32"):
+        flow.log_prob(x, y.astype(np.float32))
+
+
+def test_nan_or_inf_in_the_data_that_initialises_actnorm_or_validates_is_named():
+    flow = ij.nets.RealNVP(2, 2, 8, cond_channels=3, key=jr.key(0))
+    x, y = jr.normal(jr.key(1), (8, 2)), jr.normal(jr.key(2), (8, 3))
+    with pytest.raises(ValueError, match=r"RealNVP.initialize: x contains NaN or Inf"):
+        flow.initialize(x.at[3, 1].set(jnp.nan), y)
+    with pytest.raises(ValueError, match=r"RealNVP.initialize: cond contains NaN or Inf"):
+        flow.initialize(x, y.at[0, 0].set(jnp.inf))
+    with pytest.raises(ValueError, match=r"fit: cond in the validation set contains NaN or Inf"):
+        ij.fit(flow, x, y, key=jr.key(3), steps=1, batch_size=4, validation=(x[:2], y[:2].at[1, 2].set(jnp.nan)),
+               progress=False)
+    with pytest.raises(ValueError, match=r"fit: in the validation set, x has shape \(2, 5\)"):
+        ij.fit(flow, x, y, key=jr.key(3), steps=1, batch_size=4, validation=(jnp.zeros((2, 5)), y[:2]),
+               progress=False)
+
+
+def test_a_legacy_uint32_key_is_a_key():
+    flow = ij.nets.RealNVP(2, 1, 8, key=jr.PRNGKey(0))
+    np.testing.assert_array_equal(flow.sample(jr.PRNGKey(1), (3, 2)), flow.sample(jr.wrap_key_data(jr.PRNGKey(1)), (3, 2)))

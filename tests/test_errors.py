@@ -1,5 +1,6 @@
 """Bad input raises ValueError at trace time, naming what was expected and what was given."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import pytest
@@ -19,6 +20,9 @@ MSCHINT = ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=KEY
 HYPERBOLIC = ij.nets.Hyperbolic(1, 2, 1, 4, key=KEY)
 IRIM = ij.nets.IRIM(3, 1, 4, lambda v: 2.0 * v, key=KEY, stride=2)
 IUNET = ij.nets.IUNet(2, 3, 1, 4, key=KEY)
+SUMMARIZED = ij.nets.Summarized(CREALNVP, eqx.nn.MLP(5, 3, 8, 1, key=KEY))
+_LOG_TARGET = lambda x: -0.5 * (x**2).sum(-1)
+_NOT_A_KEY = r"key must be one JAX PRNG key, e.g. key=jax.random.key\(0\).*got "
 
 
 @pytest.mark.parametrize(
@@ -146,6 +150,40 @@ IUNET = ij.nets.IUNet(2, 3, 1, 4, key=KEY)
         (lambda: IUNET.forward(jnp.zeros((2, 2, 6, 8))), r"divisible by 4.*\(2, 2, 6, 8\)"),
         (lambda: IUNET.forward(jnp.zeros((2, 3, 8, 8))), r"expected x with 2 channels"),
         (lambda: IUNET.forward(X4, jnp.zeros((2, 3))), r"unconditional.*cond"),
+        # Zero-size axes: only the batch may be empty (an empty result, tests/test_edges.py).
+        (lambda: GLOW.log_prob(jnp.zeros((2, 3, 0, 0))), r"Glow: every axis of x but the batch must have size >= 1"),
+        (lambda: HYPERBOLIC.inverse(jnp.zeros((2, 1, 0, 8))), r"every axis of x but the batch.*\(2, 1, 0, 8\)"),
+        (lambda: ij.nets.HINT(4, 1, 4, key=KEY).log_prob(jnp.zeros((2, 4, 4, 0))), r"HINT: every axis of x"),
+        (lambda: L.Squeeze().forward(jnp.zeros((2, 1, 0, 4))), r"Squeeze: every axis of x"),
+        (lambda: CGLOW.log_prob(X, jnp.zeros((2, 0, 4, 4))), r"every axis of cond but the batch"),
+        (lambda: GLOW.initialize(jnp.zeros((0, 3, 8, 8))), r"Glow.initialize needs at least one sample"),
+        # Keys that are not keys, sample shapes that are not shapes.
+        (lambda: REALNVP.sample(None, (3, 4)), r"RealNVP.sample: " + _NOT_A_KEY + "None"),
+        (lambda: REALNVP.sample(0, (3, 4)), _NOT_A_KEY + "0"),
+        (lambda: REALNVP.sample(jnp.zeros(2), (3, 4)), _NOT_A_KEY + r"an array of shape \(2,\) and dtype float"),
+        (lambda: REALNVP.sample(jr.split(KEY), (3, 4)), _NOT_A_KEY + r"an array of shape \(2,\) and dtype key"),
+        (lambda: REALNVP.sample_and_log_prob(1, (3, 4)), r"RealNVP.sample_and_log_prob: " + _NOT_A_KEY),
+        (lambda: SUMMARIZED.sample(None, (3, 2), jnp.zeros((3, 5))), r"Summarized.sample: " + _NOT_A_KEY),
+        (lambda: REALNVP.sample(KEY, (-1, 4)), r"shape must be a non-empty tuple of integers >= 0.*\(-1, 4\)"),
+        (lambda: GLOW.sample(KEY, 3), r"shape must be a tuple, batch first.*got 3"),
+        (lambda: ij.nets.Glow(3, 2, 1, 4, key=None), r"Glow: " + _NOT_A_KEY + "None"),
+        (lambda: L.AffineCoupling(4, 8, key=3), r"AffineCoupling: " + _NOT_A_KEY + "3"),
+        (lambda: ij.fit(REALNVP, jnp.zeros((8, 4)), key=3, steps=1), r"fit: " + _NOT_A_KEY + "3"),
+        (lambda: ij.fit_vi(REALNVP, _LOG_TARGET, (4,), key=None, steps=1), r"fit_vi: " + _NOT_A_KEY + "None"),
+        (lambda: ij.diagnostics.posterior_draws(CREALNVP, jnp.zeros((3, 3)), 4, (4,), key=3),
+         r"posterior_draws: " + _NOT_A_KEY),
+        # Options of fit, Summarized's inputs, files, statistics.
+        (lambda: ij.fit(REALNVP, jnp.zeros((8, 4)), key=KEY, steps=1, validation=0.5, patience=-1),
+         r"fit: patience must be an integer >= 0.*got -1"),
+        (lambda: SUMMARIZED.log_prob(None, jnp.zeros((3, 5))), r"Summarized: x must be an array, got NoneType"),
+        (lambda: SUMMARIZED.log_prob([[0.0, 0.0]] * 3, jnp.zeros((3, 5))), r"Summarized: x must be an array, got list"),
+        (lambda: SUMMARIZED.inverse(None, jnp.zeros((3, 5))), r"Summarized: z must be an array"),
+        (lambda: SUMMARIZED.initialize([[0.0, 0.0]] * 3, jnp.zeros((3, 5))), r"Summarized: x must be an array"),
+        (lambda: SUMMARIZED.log_prob(jnp.zeros((3, 2)), [[0.0] * 5] * 3), r"y must be an array with a batch axis"),
+        (lambda: SUMMARIZED.log_prob(jnp.zeros((3, 2)), jnp.zeros((3, 6))),
+         r"summary network fails on one observation of shape \(6,\) \(y of shape \(3, 6\).*dot_general"),
+        (lambda: ij.save(".", REALNVP), r"save: \. is a folder; give a file name"),
+        (lambda: ij.diagnostics.coverage(jnp.zeros((0, 10, 2)), jnp.zeros((0, 2))), r"at least one observation"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

@@ -42,7 +42,7 @@ def test_summarized_trains_summary_and_flow_through_one_grad():
     ("call", "match"),
     [
         (lambda m, x, y: m.log_prob(x, None), r"y is required"),
-        (lambda m, x, y: m.log_prob(x, y[:4]), r"y has batch size 4, the input has 6"),
+        (lambda m, x, y: m.log_prob(x, y[:4]), r"y has batch size 4, x has 6"),
         # A summary whose output does not fit the flow's condition: the flow's check names it.
         # (An observation the summary network itself rejects, e.g. y[:, :4] for an MLP that
         # takes 5 features, fails inside that network with JAX's TypeError; invjax cannot

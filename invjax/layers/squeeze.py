@@ -57,7 +57,8 @@ def _merge(blocks, n, offset_major: bool = False):
     """
     if offset_major:
         blocks = jnp.moveaxis(blocks, 1, 1 + n)
-    return blocks.reshape(blocks.shape[0], -1, *blocks.shape[2 + n :])
+    # Sizes spelled out, not -1: an empty batch (B = 0) has no size to infer from.
+    return blocks.reshape(blocks.shape[0], blocks.shape[1] * 2**n, *blocks.shape[2 + n :])
 
 
 def _split(y, n, offset_major: bool = False):
@@ -153,10 +154,10 @@ class ColumnSqueeze(AbstractBasicLayer):
     """
 
     def forward(self, x, cond=None):
-        return _squeezed("ColumnSqueeze", x, lambda v, n: v.reshape(v.shape[0], -1, *[s // 2 for s in v.shape[2:]]))
+        return _squeezed("ColumnSqueeze", x, lambda v, n: v.reshape(v.shape[0], v.shape[1] * 2**n, *[s // 2 for s in v.shape[2:]]))
 
     def inverse_and_log_det(self, y, cond=None):
-        return _unsqueezed("ColumnSqueeze", y, lambda v, n: v.reshape(v.shape[0], -1, *[2 * s for s in v.shape[2:]]))
+        return _unsqueezed("ColumnSqueeze", y, lambda v, n: v.reshape(v.shape[0], v.shape[1] // 2**n, *[2 * s for s in v.shape[2:]]))
 
 
 class PatchSqueeze(AbstractBasicLayer):

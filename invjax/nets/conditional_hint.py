@@ -8,7 +8,14 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._backprop import AbstractBackprop, Invertible
-from .._checks import check_array, check_cond, check_layout, check_spatial_dims
+from .._checks import (
+    check_array,
+    check_cond,
+    check_dtype,
+    check_initialize_batch,
+    check_layout,
+    check_spatial_dims,
+)
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractFlow, check_flow_options
 from .._layer import AbstractLayer
@@ -52,11 +59,16 @@ class AbstractJointFlow(AbstractFlow):
         check_layout(type(self).__name__, v, channels, self.spatial_dims, divisible_by=self.divisible_by, what=what)
 
     def _check_input(self, x, cond):
+        """The checked ``(x, y)`` as JAX arrays (NumPy data converted as JAX would)."""
+        name = type(self).__name__
         self._check_lane(x, self.in_channels, "x")
-        check_cond(type(self).__name__, cond, x, self.cond_channels, cond_spatial=True)
+        check_cond(name, cond, x, self.cond_channels, cond_spatial=True)
+        check_dtype(name, x, self)
+        check_dtype(name, cond, self, "cond")
+        return jnp.asarray(x), jnp.asarray(cond)
 
     def _join(self, x, y):
-        return jnp.concatenate([y.astype(x.dtype), x], axis=1)
+        return jnp.concatenate([y, x], axis=1)
 
     def _part(self, w):
         return w[:, self.cond_channels :], w[:, : self.cond_channels]
@@ -66,13 +78,13 @@ class AbstractJointFlow(AbstractFlow):
 
     def forward(self, x, cond=None):
         """``(z_x, log|det dz_x/dx|)`` given ``y = cond``."""
-        self._check_input(x, cond)
+        x, cond = self._check_input(x, cond)
         w, logdet = self.backprop.forward(self._conditional_body(), self._join(x, cond), None)
         return self._part(w)[0], logdet
 
     def inverse_and_log_det(self, z, cond=None):
         """``(x, log|det dx/dz_x|)`` given ``y = cond``: a posterior draw for ``z ~ base``."""
-        self._check_input(z, cond)
+        z, cond = self._check_input(z, cond)
         z_y, _ = self.forward_y(cond)
         w, logdet = self.backprop.inverse_and_log_det(self._conditional_body(), self._join(z, z_y), None)
         return self._part(w)[0], logdet
@@ -81,6 +93,8 @@ class AbstractJointFlow(AbstractFlow):
         """``run`` (the engine's forward or inverse) on the ``y`` lane alone, the ``x`` lane switched off."""
         check_array(type(self).__name__, v, what)
         self._check_lane(v, self.cond_channels, what)
+        check_dtype(type(self).__name__, v, self, what)
+        v = jnp.asarray(v)
         placeholder = jnp.zeros((v.shape[0], self.in_channels, *v.shape[2:]), self.dtype)
         w, logdet = run(set_lanes(self.body, "x", active=False), self._join(placeholder, v), None)
         return self._part(w)[1], logdet
@@ -103,13 +117,13 @@ class AbstractJointFlow(AbstractFlow):
 
     def forward_joint(self, x, y):
         """``(z_x, z_y, log|det d(z_x, z_y)/d(x, y)|)``."""
-        self._check_input(x, y)
+        x, y = self._check_input(x, y)
         w, logdet = self.backprop.forward(self.body, self._join(x, y), None)
         return (*self._part(w), logdet)
 
     def inverse_joint(self, z_x, z_y):
         """``(x, y, log|det d(x, y)/d(z_x, z_y)|)``: a draw from the joint for latents ``z_x, z_y``."""
-        self._check_input(z_x, z_y)
+        z_x, z_y = self._check_input(z_x, z_y)
         w, logdet = self.backprop.inverse_and_log_det(self.body, self._join(z_x, z_y), None)
         return (*self._part(w), logdet)
 
@@ -120,7 +134,8 @@ class AbstractJointFlow(AbstractFlow):
 
     def initialize(self, x, cond=None):
         """ActNorm data initialisation of both lanes on a batch ``(x, y)``."""
-        self._check_input(x, cond)
+        x, cond = self._check_input(x, cond)
+        check_initialize_batch(type(self).__name__, x, cond)
         body, _ = self.body.initialize(self._join(x, cond))
         return eqx.tree_at(lambda f: f.body, self, body)
 

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import check_array
 from .._distributions import AbstractDistribution
 from .._flow import AbstractFlow
 
@@ -101,27 +103,39 @@ class Summarized(AbstractFlow):
             raise ValueError("Summarized: the observation y is required (the last argument), got None.")
         if not hasattr(y, "shape") or len(y.shape) < 1:
             raise ValueError(f"Summarized: y must be an array with a batch axis, got {type(y).__name__}.")
+        y = jnp.asarray(y)
         if not self.stochastic:
-            return jax.vmap(self.summary)(y)
-        if self.key is None:  # evaluation: dropout off, deterministic
-            return jax.vmap(eqx.nn.inference_mode(self.summary))(y)
-        return jax.vmap(lambda y_i, k: self.summary(y_i, key=k))(y, jax.random.split(self.key, y.shape[0]))
+            summarize = jax.vmap(self.summary)
+        elif self.key is None:  # evaluation: dropout off, deterministic
+            summarize = jax.vmap(eqx.nn.inference_mode(self.summary))
+        else:
+            summarize = lambda y: jax.vmap(lambda y_i, k: self.summary(y_i, key=k))(
+                y, jax.random.split(self.key, y.shape[0]))
+        try:  # shapes only: a mismatch names the observation, not a dot_general deep inside
+            jax.eval_shape(summarize, y)
+        except Exception as error:
+            raise ValueError(
+                f"Summarized: the summary network fails on one observation of shape {y.shape[1:]} "
+                f"(y of shape {y.shape}, batch first): {type(error).__name__}: {str(error)[:300]}"
+            ) from error
+        return summarize(y)
 
-    def _cond(self, y, batch: int):
+    def _cond(self, x, y, what: str = "x"):
+        check_array("Summarized", x, what)
         cond = self.condition(y)
-        if cond.shape[0] != batch:
-            raise ValueError(f"Summarized: y has batch size {cond.shape[0]}, the input has {batch}.")
+        if cond.shape[0] != x.shape[0]:
+            raise ValueError(f"Summarized: y has batch size {cond.shape[0]}, {what} has {x.shape[0]}.")
         return cond
 
     def forward(self, x: Float[Array, "B ..."], y: Array):
         """``(z, logdet)`` of the flow given ``summary(y)``."""
-        return self.flow.forward(x, self._cond(y, x.shape[0]))
+        return self.flow.forward(x, self._cond(x, y))
 
     def inverse_and_log_det(self, z: Float[Array, "B ..."], y: Array):
         """``(x, log|det dx/dz|)`` given ``summary(y)``."""
-        return self.flow.inverse_and_log_det(z, self._cond(y, z.shape[0]))
+        return self.flow.inverse_and_log_det(z, self._cond(z, y, "z"))
 
     def initialize(self, x: Float[Array, "B ..."], y: Array) -> Summarized:
         """ActNorm data initialisation of the flow on ``(x, summary(y))``; returns a new model."""
-        flow = self.flow.initialize(x, self._cond(y, x.shape[0]))
+        flow = self.flow.initialize(x, self._cond(x, y))
         return eqx.tree_at(lambda m: m.flow, self, flow)
