@@ -148,3 +148,49 @@ def test_plots_draw():
                          (dx.plot_contraction, dx.contraction(draws, truth, 1.0)),
                          (dx.plot_recovery, dx.recovery(draws, truth))):
         assert plot(result).axes
+
+
+def _known_ranks(ranks, draws_per):
+    """Draws ``0, 1, ..., L - 1`` for every observation and quantity, and truths ``r - 0.5``:
+    the truth's SBC rank is exactly ``r`` (``r`` draws lie below it)."""
+    ranks = np.asarray(ranks, float)
+    draws = np.broadcast_to(np.arange(draws_per, dtype=float)[None, :, None], (ranks.shape[0], draws_per,
+                                                                                  ranks.shape[1]))
+    return draws, ranks - 0.5
+
+
+def test_every_statistic_is_exact_on_draws_whose_ranks_are_known():
+    """Exact answers, not calibrated samples: each rank 0 ... L exactly k times is exactly
+    uniform, so coverage equals its level, the ECDF difference is 0 and SBC passes; ranks at
+    the interval's ends are in, one past them out (an off-by-one such as ``ranks > a`` for
+    ``ranks >= a`` moves coverage by 1 / (L + 1) and fails here)."""
+    draws_per, k = 19, 3
+    uniform = np.repeat(np.arange(draws_per + 1), k)[:, None].repeat(2, axis=1)  # (60, 2)
+    draws, truth = _known_ranks(uniform, draws_per)
+    np.testing.assert_array_equal(dx.sbc_ranks(draws, truth), uniform)
+    cov = dx.coverage(draws, truth, levels=(0.5, 0.8, 0.9))
+    a = np.round((draws_per + 1) * (1 - np.array([0.5, 0.8, 0.9])) / 2).astype(int)  # 5, 2, 1
+    np.testing.assert_array_equal(cov["levels"], (draws_per + 1 - 2 * a) / (draws_per + 1))
+    np.testing.assert_array_equal(cov["observed"], cov["levels"][:, None].repeat(2, axis=1))
+    result = dx.sbc(draws, truth)
+    np.testing.assert_array_equal(result["z"], np.arange(1, draws_per + 1) / (draws_per + 1))
+    np.testing.assert_allclose(result["ecdf_difference"], 0.0, atol=1e-15)
+    assert result["calibrated"] and np.all(result["lower"] < 0) and np.all(result["upper"] > 0)
+    # The ends of each central interval: ranks a and L - a are inside, a - 1 and L - a + 1 outside.
+    for level, low in zip((0.5, 0.8, 0.9), a, strict=True):
+        ends = np.array([[low, draws_per - low], [low - 1, draws_per - low + 1]])  # (N=2, D=2)
+        observed = dx.coverage(*_known_ranks(ends, draws_per), levels=(level,))["observed"][0]
+        np.testing.assert_array_equal(observed, [0.5, 0.5])  # per quantity: one of the two in
+        inside = dx.coverage(*_known_ranks(ends[:1], draws_per), levels=(level,))["observed"][0]
+        np.testing.assert_array_equal(inside, [1.0, 1.0])
+    # Every truth below every draw (rank 0): the ECDF is 1 at every point, far outside the band.
+    lowest = dx.sbc(*_known_ranks(np.zeros((60, 2)), draws_per))
+    np.testing.assert_allclose(lowest["ecdf_difference"], 1 - lowest["z"][:, None].repeat(2, axis=1))
+    assert lowest["outside"].all() and not lowest["calibrated"]
+    # Contraction, z-scores and recovery: draws truth +- 1 (L even) have mean truth and variance L / (L - 1).
+    truth = np.array([[0.5, -2.0], [3.0, 1.0]])
+    draws = truth[:, None, :] + np.tile([-1.0, 1.0], 5)[None, :, None]
+    result = dx.contraction(draws, truth, prior_variance=np.array([4.0, 2.0]))
+    np.testing.assert_allclose(result["contraction"], 1 - (10 / 9) / np.array([[4.0, 2.0]] * 2), rtol=1e-14)
+    np.testing.assert_array_equal(result["z"], 0.0)
+    np.testing.assert_allclose(dx.recovery(draws, truth)["r2"], 1.0, rtol=1e-14)
