@@ -5,8 +5,8 @@
 A linear-Gaussian inverse problem: ``x ~ N(0, I_2)``, ``y = A x + sigma * noise`` with
 ``y`` in R^3. The posterior ``p(x | y)`` is Gaussian with covariance
 ``(I + A^T A / sigma^2)^-1`` and mean ``cov A^T y / sigma^2``. The conditional HINT is
-trained once on simulated pairs ``(x, y)`` (the joint log-likelihood, as the seed's
-package does); then, for new observations, posterior samples come from one inverse pass
+trained once on simulated pairs ``(x, y)`` (the joint log-likelihood, as
+InvertibleNetworks.jl does); then, for new observations, posterior samples come from one inverse pass
 each. Prints the relative errors of the learned posterior mean and standard deviation and
 writes ``examples/out/conditional_hint_posterior.png``.
 """

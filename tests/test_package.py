@@ -1,0 +1,56 @@
+"""The package installs as declared: a wheel and an sdist build, and the wheel works in a clean
+virtual environment (its own dependencies from the package registry, nothing from this one)."""
+
+import importlib.metadata
+import pathlib
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+
+import pytest
+
+import invjax as ij
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_version_is_the_installed_distributions():
+    assert ij.__version__ == importlib.metadata.version("invjax")
+    assert (ROOT / "invjax" / "py.typed").exists()
+
+
+_SMOKE = textwrap.dedent("""
+    import sys, jax, jax.numpy as jnp, numpy as np, invjax as ij
+    assert "site-packages" in ij.__file__, ij.__file__  # the wheel, not the source tree
+    flow = ij.nets.Glow(1, 2, 2, 8, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 1, 8, 8))
+    flow = flow.initialize(x)
+    lp = flow.log_prob(x)
+    ij.save("flow.eqx", flow)
+    again = ij.load("flow.eqx", ij.nets.Glow(1, 2, 2, 8, key=jax.random.key(5)))
+    np.testing.assert_array_equal(again.log_prob(x), lp)
+    print(ij.__version__, lp.shape, bool(jnp.isfinite(lp).all()))
+""")
+
+
+@pytest.mark.slow
+def test_wheel_and_sdist_build_and_the_wheel_works_in_a_clean_environment(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], check=True,
+                   capture_output=True)
+    (wheel,) = dist.glob("invjax-*.whl")
+    (sdist,) = dist.glob("invjax-*.tar.gz")
+    assert wheel.name.startswith(f"invjax-{ij.__version__}-py3-none-any")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"invjax/__init__.py", "invjax/py.typed", "invjax/nets/glow.py"} <= names
+    assert not any(n.startswith(("tests/", "benchmarks/", "examples/")) for n in names)
+    members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
+    assert {"pyproject.toml", "README.md", "LICENSE", "invjax/py.typed"} <= members
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True)
+    out = subprocess.run([str(python), "-c", _SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.split() == [ij.__version__, "(2,)", "True"], out.stdout
