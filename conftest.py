@@ -77,6 +77,10 @@ pytest_collect_file = (_pages + _docstrings).pytest()
 def pytest_collection_modifyitems(items):
     # The blocks of a page share one namespace, so they must run in order in one process:
     # pytest.ini asks xdist for --dist loadgroup, and each page is one group.
+    # The pages (README.md, docs/) are end-to-end walks: the full suite only; the docstrings'
+    # examples (the API reference's) stay in the fast tier.
     for item in items:
         if type(item).__name__ == "SybilItem":
             item.add_marker(pytest.mark.xdist_group(str(item.path)))
+            if item.path.suffix == ".md":
+                item.add_marker(pytest.mark.slow)

@@ -219,6 +219,30 @@ CASES = {
 }
 
 
+# The fast tier (``pytest -m "not slow"``) runs every layer case and one case per network
+# class (the cheapest to compile that has two levels where the network has levels); these
+# other network cases (other dimensionalities and options) run in the full suite only.
+# ``test_cases_hold_every_network_in_every_dimensionality`` checks that every network class
+# keeps a fast case.
+SLOW_CASES = frozenset({
+    "conditional_glow_vector_cond", "conditional_hint_image", "conditional_hint_net_vector_cond",
+    "conditional_hint_signal", "conditional_hint_volume", "glow_checkerboard_image", "glow_dense_vector_cond",
+    "glow_householder_haar", "glow_signal", "glow_unsqueezed_image", "glow_volume",
+    "hint_custom_conditioner_vector", "hint_expclamp_vector", "hint_image", "hint_vector", "hint_volume",
+    "hyperbolic_image", "hyperbolic_volume", "irim_image", "irim_volume", "iunet_image", "iunet_volume_map_cond",
+    "multiscale_conditional_hint_image", "multiscale_conditional_hint_unsplit_signal",
+    "multiscale_conditional_hint_volume", "multiscale_hint_image", "multiscale_hint_image_map_cond",
+    "multiscale_hint_volume", "realnvp_uncentred_sigmoid",
+})
+
+
+def tiered(names, slow=SLOW_CASES):
+    """``names`` as pytest parameters, those in ``slow`` marked ``slow`` (left out of the fast tier)."""
+    import pytest
+
+    return [pytest.param(n, marks=pytest.mark.slow) if n in slow else n for n in names]
+
+
 _KEY = jr.key(0)
 
 # The networks at a chosen depth, for the memory and float32 tests.

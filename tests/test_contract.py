@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from cases import CASES, make
+from cases import CASES, SLOW_CASES, make, tiered
 from helpers import flat, rel_err
 
 import invjax as ij
@@ -43,7 +43,7 @@ def _body_input(flow, x, cond):
     return flow.body, x, cond
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", tiered(NAMES))
 def test_round_trip_inverse_log_det_backward_rebuilds_initialize_and_file(name, tmp_path):
     flow, x, cond = make(name, jr.key(0))
 
@@ -96,7 +96,7 @@ def test_round_trip_inverse_log_det_backward_rebuilds_initialize_and_file(name, 
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", tiered(NAMES))
 def test_log_det_matches_jacobian(name):
     flow, x, cond = make(name, jr.key(1))
     plain = ij.with_backprop(flow, ij.Autodiff())  # jacfwd needs forward mode
@@ -116,12 +116,24 @@ def test_log_det_matches_jacobian(name):
     np.testing.assert_allclose(logdet, expected, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("direction", ["forward", "inverse"])
-@pytest.mark.parametrize("name", GRADIENT_NAMES)
+def _gradient_params():
+    """Every case in both directions; the fast tier runs the forward direction of its cases and
+    the inverse direction of the layer cases (a network's inverse is its layers' in reverse)."""
+    networks = {name for name, (build, *_) in CASES.items()
+                if not isinstance(eqx.filter_eval_shape(build, jr.key(0)), ij.nets.Flow)}
+    return [pytest.param(name, direction, id=f"{name}-{direction}",
+                         marks=[pytest.mark.slow] if name in SLOW_CASES or (direction == "inverse" and name in networks)
+                         else [])
+            for name in GRADIENT_NAMES for direction in ("forward", "inverse")]
+
+
+@pytest.mark.parametrize(("name", "direction"), _gradient_params())
 def test_gradients_match_autodiff_and_finite_differences(name, direction):
     flow, x, cond = make(name, jr.key(2))
-    if direction == "inverse":  # start from a valid latent (squeezes change shapes)
-        x = eqx.filter_jit(lambda f, x, c: f.forward(x, c)[0])(flow, x, cond)
+    if direction == "inverse":  # a latent of the forward's output shape (squeezes change shapes); every
+        # point is a latent of some input, and its shape needs no compilation of the forward
+        z = eqx.filter_eval_shape(lambda f, x, c: f.forward(x, c)[0], flow, x, cond)
+        x = jr.normal(jr.key(5), z.shape, z.dtype)
     weights = jr.normal(jr.key(3), x.shape)
     loss = _loss(direction)
     g_flow, g_x, g_cond = _grads(loss, flow, x, cond, weights)
@@ -200,11 +212,16 @@ def test_cases_hold_every_network_in_every_dimensionality():
         ij.nets.IUNet: {1, 2, 3},
     }
     found = {network: set() for network in supported}
-    for build, *_ in CASES.values():
+    fast = set()
+    for name, (build, *_) in CASES.items():
         flow = eqx.filter_eval_shape(build, jr.key(0))
         if type(flow) in found and getattr(flow, "levels", 2) >= 2:
             found[type(flow)].add(flow.spatial_dims)
+            if name not in SLOW_CASES:
+                fast.add(type(flow))
     assert found == supported
+    assert fast == set(supported)  # the fast tier runs every network's contract once
+    assert SLOW_CASES <= set(CASES)
 
 
 def _joint_losses(wx, wy):

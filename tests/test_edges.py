@@ -10,6 +10,7 @@ from cases import NETWORKS
 from helpers import cast, perturb
 
 import invjax as ij
+from invjax import layers as L
 
 
 def test_an_input_dtype_other_than_the_parameters_is_named():
@@ -95,6 +96,12 @@ def test_an_empty_batch_gives_empty_results_in_every_network_and_initialize_refu
         assert flow.sample(jr.key(1), x.shape, cond).shape == x.shape, name
         with pytest.raises(ValueError, match="initialize needs at least one sample"):
             flow.initialize(x, cond)
+    for squeeze in (L.Squeeze, L.HaarSqueeze, L.CheckerboardSqueeze, L.ColumnSqueeze, L.PatchSqueeze):
+        for shape in ((0, 2, 4, 4), (0, 2, 4, 4, 4)):
+            expected = squeeze().forward(jnp.zeros((1, *shape[1:])))[0].shape[1:]
+            y, logdet = squeeze().forward(jnp.zeros(shape))
+            assert (y.shape, logdet.shape) == ((0, *expected), (0,)), squeeze
+            assert squeeze().inverse(y).shape == shape, squeeze
 
 
 def test_numpy_float64_data_is_taken_as_jax_takes_it_and_a_real_mix_is_still_named():

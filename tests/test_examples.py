@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end runs of the scripts: the full suite only
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("[!_]*.py"))
 PICTURES = {

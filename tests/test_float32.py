@@ -4,7 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import pytest
-from cases import NETWORKS
+from cases import NETWORKS, tiered
 from helpers import cast, perturb, rel_err
 
 import invjax as ij
@@ -22,7 +22,7 @@ RECONSTRUCTION_BOUND = 1e-4
 BOUNDS = {"hyperbolic": 1e-3, "irim": 3e-2}
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", tiered(sorted(NETWORKS), slow=set(NETWORKS) - {"glow", "realnvp"}))
 def test_depth_64_reconstruction_drift_is_small(name):
     build, x_shape, cond_shape = NETWORKS[name]
     flow = cast(perturb(build(64), jr.key(1), 0.01), jnp.float32)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from cases import make
+from cases import make, tiered
 from helpers import flat, perturb, rel_err
 
 import invjax as ij
@@ -138,7 +138,7 @@ def test_conditional_hint_step_is_the_networks_step():
 JOINT = ["conditional_hint_vector", "multiscale_conditional_hint_signal"]
 
 
-@pytest.mark.parametrize("name", JOINT)
+@pytest.mark.parametrize("name", tiered(JOINT, slow={"multiscale_conditional_hint_signal"}))
 def test_inverse_y_inverts_forward_y_and_agrees_with_the_joint_inverse(name):
     flow, x, y = make(name, jr.key(11))
     z_y, _ = flow.forward_y(y)
@@ -149,7 +149,7 @@ def test_inverse_y_inverts_forward_y_and_agrees_with_the_joint_inverse(name):
     np.testing.assert_allclose(y_back, flow.inverse_joint(z_x, z_y)[1], atol=1e-10)
 
 
-@pytest.mark.parametrize("name", JOINT)
+@pytest.mark.parametrize("name", tiered(JOINT, slow={"multiscale_conditional_hint_signal"}))
 def test_inverse_y_gradients_match_autodiff(name):
     flow, _, y = make(name, jr.key(14))
     w = jr.normal(jr.key(15), y.shape)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import pytest
-from cases import NETWORKS
+from cases import NETWORKS, tiered
 from helpers import cast, perturb, temp_bytes
 
 import invjax as ij
@@ -45,7 +45,7 @@ def _y_lane_bytes(flow):
 
 
 @pytest.mark.parametrize("step", [_forward_step, _inverse_step], ids=["log_prob", "sample_and_log_prob"])
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", tiered(sorted(NETWORKS), slow=set(NETWORKS) - {"glow", "realnvp"}))
 def test_temporary_memory_is_flat_in_depth(name, step):
     _, x_shape, cond_shape = NETWORKS[name]
     x = jr.normal(jr.key(2), x_shape, jnp.float32)

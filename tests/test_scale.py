@@ -78,6 +78,7 @@ def test_fit_rejects_a_batch_size_the_devices_cannot_split():
                progress=False)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_loses_at_most_checkpoint_every_steps(tmp_path):
     # Training runs in subprocesses (float32, as users run it): one is killed mid-run,
     # resumed, and compared with an uninterrupted run of the same length.

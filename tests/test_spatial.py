@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import spatial_run
 
+pytestmark = pytest.mark.slow  # subprocesses with 4 host devices: the full suite only
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 

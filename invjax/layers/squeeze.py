@@ -58,7 +58,7 @@ def _merge(blocks, n, offset_major: bool = False):
     if offset_major:
         blocks = jnp.moveaxis(blocks, 1, 1 + n)
     # Sizes spelled out, not -1: an empty batch (B = 0) has no size to infer from.
-    return blocks.reshape(blocks.shape[0], blocks.shape[1] * 2**n, *blocks.shape[2 + n :])
+    return blocks.reshape(blocks.shape[0], math.prod(blocks.shape[1 : 2 + n]), *blocks.shape[2 + n :])
 
 
 def _split(y, n, offset_major: bool = False):
