@@ -2,6 +2,7 @@
 
     python benchmarks/conv_kernels.py            # 1D, 2D, 3D; one core, then every core
     python benchmarks/conv_kernels.py --quick    # small shapes, a smoke test
+    python benchmarks/conv_kernels.py --gpu      # on a CUDA GPU (benchmarks/gpu.sh --speed runs it)
 
 Each (library, cores) pair runs in a fresh process, pinned to its cores before the library
 loads (``os.sched_setaffinity``; PyTorch also gets ``torch.set_num_threads``), so "one
@@ -75,41 +76,44 @@ def _jax_worker(cases, repeats):
     return {"versions": {"jax": jax.__version__}, "rows": rows}
 
 
-def _torch_worker(cases, repeats, threads):
+def _torch_worker(cases, repeats, threads, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    timed = lambda f: _median_ms(lambda: (f(), sync()), repeats)
     rows = {}
     for name, (batch, channels, spatial, k) in cases.items():
         n = len(spatial)
         conv = getattr(torch.nn.functional, f"conv{n}d")
         grad_in, grad_w = getattr(torch.nn.grad, f"conv{n}d_input"), getattr(torch.nn.grad, f"conv{n}d_weight")
-        x = torch.randn(batch, channels, *spatial)
-        dy = torch.randn(batch, channels, *spatial)
-        w = torch.randn(channels, channels, *(k,) * n) * 0.05
+        x = torch.randn(batch, channels, *spatial, device=device)
+        dy = torch.randn(batch, channels, *spatial, device=device)
+        w = torch.randn(channels, channels, *(k,) * n, device=device) * 0.05
         with torch.no_grad():
-            rows[name] = {"forward": _median_ms(lambda: conv(x, w, padding=k // 2), repeats),
-                          "input_grad": _median_ms(lambda: grad_in(x.shape, w, dy, padding=k // 2), repeats),
-                          "kernel_grad": _median_ms(lambda: grad_w(x, w.shape, dy, padding=k // 2), repeats)}
+            rows[name] = {"forward": timed(lambda: conv(x, w, padding=k // 2)),
+                          "input_grad": timed(lambda: grad_in(x.shape, w, dy, padding=k // 2)),
+                          "kernel_grad": timed(lambda: grad_w(x, w.shape, dy, padding=k // 2))}
     return {"versions": {"torch": torch.__version__}, "rows": rows}
 
 
 def _worker(args):
     cores = sorted(os.sched_getaffinity(0))[: args.cores] if args.cores else sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, cores)  # before the library starts its threads
+    if not args.gpu:
+        os.sched_setaffinity(0, cores)  # before the library starts its threads
     cases = QUICK if args.quick else CASES
-    if args.worker == "jax":
+    if args.worker == "jax":  # on a GPU, JAX's default device is the GPU
         out = _jax_worker(cases, args.repeats)
     else:
-        out = _torch_worker(cases, args.repeats, len(cores))
-    out["cores"] = len(cores)
+        out = _torch_worker(cases, args.repeats, len(cores), "cuda" if args.gpu else "cpu")
+    out["cores"] = "GPU" if args.gpu else len(cores)
     print(json.dumps(out), flush=True)
 
 
 def _table(results, cases):
     lines = ["| case | cores | part | invjax (ms) | PyTorch (ms) | invjax / PyTorch | XLA conv (ms) |",
              "|---|---:|---|---:|---:|---:|---:|"]
-    for cores in sorted({r["cores"] for r in results.values()}):
+    for cores in sorted({r["cores"] for r in results.values()}, key=str):
         ours, theirs = results[f"jax-{cores}"]["rows"], results[f"torch-{cores}"]["rows"]
         for name, (batch, channels, spatial, k) in cases.items():
             label = f"{name} {batch}x{channels}x{'x'.join(map(str, spatial))}, {k}^{len(spatial)}"
@@ -125,6 +129,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small shapes (a smoke test, not a measurement)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--gpu", action="store_true", help="on the GPU (JAX's default device; PyTorch on cuda)")
     p.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--cores", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -132,21 +137,25 @@ def main():
         return _worker(args)
     every = len(os.sched_getaffinity(0))
     results = {}
-    for cores in sorted({1, every}):
+    for cores in [every] if args.gpu else sorted({1, every}):
         for lib in ("jax", "torch"):
             cmd = [sys.executable, __file__, "--worker", lib, "--cores", str(cores), "--repeats", str(args.repeats)]
-            out = subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True, text=True)
+            extra = ["--quick"] if args.quick else []
+            out = subprocess.run(cmd + extra + (["--gpu"] if args.gpu else []), capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"{lib} on {cores} core(s) failed:\n{out.stderr[-2000:]}")
-            results[f"{lib}-{cores}"] = json.loads(out.stdout.strip().splitlines()[-1])
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            results[f"{lib}-{result['cores']}"] = result
     table = _table(results, QUICK if args.quick else CASES)
     print(table)
     if not args.quick:
-        out = HERE / "results"
+        out = HERE / "results" / ("gpu" if args.gpu else "")
+        out.mkdir(parents=True, exist_ok=True)
         (out / "conv_kernels.json").write_text(json.dumps(results, indent=1))
         (out / "conv_kernels.md").write_text(
             "One convolution and its two gradients, float32, median of 3 after warm-up, each library in a fresh "
-            f"process pinned to its cores; `python benchmarks/conv_kernels.py`.\n\n{table}\n")
+            f"process{'' if args.gpu else ' pinned to its cores'}; "
+            f"`python benchmarks/conv_kernels.py{' --gpu' if args.gpu else ''}`.\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 #   bash benchmarks/gpu.sh                      # sizes 64..2048 at depth 16, depths 4..128 at 256
 #   bash benchmarks/gpu.sh --sweep size --sizes 256 512 1024
 #   bash benchmarks/gpu.sh --spatial            # one sample split over 1, 2, 4, 8, 16 GPUs (as many as there are)
+#   bash benchmarks/gpu.sh --speed              # one convolution and its gradients vs PyTorch (conv_kernels.py),
+#                                               # and a Glow step at 256^2 and 512^2: invjax, autodiff, normflows
 #
 # Results: benchmarks/results/gpu/{glow_size.csv,glow_depth.csv,glow_sweep.png,glow_sweep.md}.
 # Memory is the device's peak allocation (JAX: memory_stats()["peak_bytes_in_use"],
@@ -26,6 +28,19 @@ if [ "${1:-}" = "--spatial" ]; then
   gpus=$(nvidia-smi --list-gpus | wc -l)
   counts=$(for n in 1 2 4 8 16; do [ "$n" -le "$gpus" ] && echo -n "$n "; done)
   python benchmarks/spatial_memory.py --platform gpu --devices $counts --results benchmarks/results/gpu "$@"
+  exit 0
+fi
+if [ "${1:-}" = "--speed" ]; then
+  # Issue 26's measurements on the GPU: XLA's convolution is kept there (lax.platform_dependent),
+  # so this checks that nothing regressed and how the step compares with PyTorch's.
+  mkdir -p benchmarks/results/gpu
+  python benchmarks/conv_kernels.py --gpu             # -> benchmarks/results/gpu/conv_kernels.{json,md}
+  for size in 256 512; do
+    for impl in invjax autodiff normflows; do           # a fresh process each; one JSON line each
+      python benchmarks/glow_step.py --impl "$impl" --size "$size" --depth 16 --steps 5 \
+        | tee -a benchmarks/results/gpu/glow_step_speed.jsonl
+    done
+  done
   exit 0
 fi
 python benchmarks/glow_sweep.py --results benchmarks/results/gpu \

@@ -176,7 +176,8 @@ def test_log_prob_sample_and_sample_and_log_prob_agree(name):
     np.testing.assert_allclose(log_q, flow.log_prob(xs, cond), rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["conditional_hint_vector", "multiscale_conditional_hint_image"])
+@pytest.mark.parametrize("name", tiered(["conditional_hint_vector", "multiscale_conditional_hint_image"],
+                                         slow={"multiscale_conditional_hint_image"}))
 def test_joint_flow_factorises_into_posterior_and_y_lane(name):
     """``log p(x, y) = log p(x | y) + log p(y)``, with ``p(y)`` from the ``y`` lane alone,
     and the conditional and joint inverses agree with the forward passes."""
@@ -238,7 +239,8 @@ def _joint_losses(wx, wy):
     }
 
 
-@pytest.mark.parametrize("name", ["conditional_hint_vector", "multiscale_conditional_hint_signal"])
+@pytest.mark.parametrize("name", tiered(["conditional_hint_vector", "multiscale_conditional_hint_signal"],
+                                         slow={"multiscale_conditional_hint_signal"}))
 def test_joint_methods_gradients_match_autodiff(name):
     """Gradients (parameters, x and y) of forward_joint, inverse_joint, log_prob_joint and
     forward_y: the invertible backward (both lanes' log-determinants) against autodiff."""

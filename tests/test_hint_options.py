@@ -80,7 +80,7 @@ def _is_marked(conditioner):
     return isinstance(conditioner, L.ResidualBlock) and conditioner.convs[1].weight.shape[-1] == 3
 
 
-@pytest.mark.parametrize("name", BUILDS)
+@pytest.mark.parametrize("name", tiered(BUILDS, slow={"MultiscaleConditionalHINT"}))
 def test_make_conditioner_builds_every_couplings_conditioner(name):
     """InvertibleNetworks.jl's HINT blocks are 3-3-3 (invjax's default 3-1-3): ``make_conditioner``
     reaches every coupling of the recursion, both lanes and the joint coupling, with the

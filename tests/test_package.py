@@ -54,3 +54,16 @@ def test_wheel_and_sdist_build_and_the_wheel_works_in_a_clean_environment(tmp_pa
     subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True)
     out = subprocess.run([str(python), "-c", _SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.split() == [ij.__version__, "(2,)", "True"], out.stdout
+
+
+def test_declared_lower_bounds_are_the_ones_ci_tests():
+    """pyproject.toml's lower bounds are exactly the versions .ci/min-versions installs and
+    runs the fast tier with, so the declared range is a tested one."""
+    import re
+
+    block = re.search(r"\ndependencies = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S).group(1)
+    declared = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)"', block))
+    assert len(declared) == block.count('"') // 2, block  # every dependency has a lower bound only
+    pinned = dict(line.split("==") for line in (ROOT / ".ci" / "min-versions.txt").read_text().split()
+                  if "==" in line)
+    assert declared == pinned
