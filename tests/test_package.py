@@ -2,6 +2,7 @@
 virtual environment (its own dependencies from the package registry, nothing from this one)."""
 
 import importlib.metadata
+import os
 import pathlib
 import subprocess
 import sys
@@ -51,8 +52,10 @@ def test_wheel_and_sdist_build_and_the_wheel_works_in_a_clean_environment(tmp_pa
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True)
-    out = subprocess.run([str(python), "-c", _SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}  # nothing from here
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True, env=clean)
+    out = subprocess.run([str(python), "-c", _SMOKE], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env=clean)
     assert out.stdout.split() == [ij.__version__, "(2,)", "True"], out.stdout
 
 
