@@ -220,7 +220,8 @@ CASES = {
 
 
 # The fast tier (``pytest -m "not slow"``) runs every layer case and one case per network
-# class (the cheapest to compile that has two levels where the network has levels); these
+# class (the cheapest to compile that has two levels where the network has levels; for the
+# IUNet its conditional volume, where a map condition must be squeezed along); these
 # other network cases (other dimensionalities and options) run in the full suite only.
 # ``test_cases_hold_every_network_in_every_dimensionality`` checks that every network class
 # keeps a fast case.
@@ -229,7 +230,7 @@ SLOW_CASES = frozenset({
     "conditional_hint_signal", "conditional_hint_volume", "glow_checkerboard_image", "glow_dense_vector_cond",
     "glow_householder_haar", "glow_signal", "glow_unsqueezed_image", "glow_volume",
     "hint_custom_conditioner_vector", "hint_expclamp_vector", "hint_image", "hint_vector", "hint_volume",
-    "hyperbolic_image", "hyperbolic_volume", "irim_image", "irim_volume", "iunet_image", "iunet_volume_map_cond",
+    "hyperbolic_image", "hyperbolic_volume", "irim_image", "irim_volume", "iunet_image", "iunet_signal",
     "multiscale_conditional_hint_image", "multiscale_conditional_hint_unsplit_signal",
     "multiscale_conditional_hint_volume", "multiscale_hint_image", "multiscale_hint_image_map_cond",
     "multiscale_hint_volume", "realnvp_uncentred_sigmoid",
