@@ -79,7 +79,9 @@ def timed(step, steps):
     return statistics.median(times), times
 
 
-def run_jax(args):
+def glow_training_step(levels, depth, hidden, batch, size, autodiff=False):
+    """``(flow, x, params, opt_state, step)``: the Glow, a batch and the training step this file
+    times (``step(params, opt_state, x) -> (params, opt_state, loss)``: loss, gradient, Adam)."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -88,12 +90,10 @@ def run_jax(args):
 
     import invjax as ij
 
-    if args.host_devices:  # before JAX starts; no effect on GPUs
-        ij.use_cpu_cores(None if args.host_devices < 0 else args.host_devices, batch_size=args.batch)
-    flow = ij.nets.Glow(3, args.levels, args.depth, args.hidden, key=jr.key(0))
-    if args.impl == "autodiff":
+    flow = ij.nets.Glow(3, levels, depth, hidden, key=jr.key(0))
+    if autodiff:
         flow = ij.with_backprop(flow, ij.Autodiff())
-    x = jr.uniform(jr.key(1), (args.batch, 3, args.size, args.size))
+    x = jr.uniform(jr.key(1), (batch, 3, size, size))
     params, static = eqx.partition(flow, eqx.is_inexact_array)
     optimizer = optax.adam(1e-4)
     state = optimizer.init(params)
@@ -103,6 +103,19 @@ def run_jax(args):
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
+    return flow, x, params, state, step
+
+
+def run_jax(args):
+    import equinox as eqx
+    import jax
+
+    import invjax as ij
+
+    if args.host_devices:  # before JAX starts; no effect on GPUs
+        ij.use_cpu_cores(None if args.host_devices < 0 else args.host_devices, batch_size=args.batch)
+    flow, x, params, state, step = glow_training_step(args.levels, args.depth, args.hidden, args.batch, args.size,
+                                                      autodiff=args.impl == "autodiff")
     if jax.default_backend() == "cpu" and len(jax.devices()) > 1:  # the batch split over host devices
         mesh = ij.device_mesh()
         x, params, state = ij.shard_batch(x, mesh), ij.replicate(params, mesh), ij.replicate(state, mesh)
