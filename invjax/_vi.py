@@ -15,8 +15,8 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from ._loop import train_loop
 from ._checks import check_key
+from ._loop import train_loop
 from ._step import make_step, with_step_key
 
 

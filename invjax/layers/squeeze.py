@@ -154,10 +154,12 @@ class ColumnSqueeze(AbstractBasicLayer):
     """
 
     def forward(self, x, cond=None):
-        return _squeezed("ColumnSqueeze", x, lambda v, n: v.reshape(v.shape[0], v.shape[1] * 2**n, *[s // 2 for s in v.shape[2:]]))
+        return _squeezed("ColumnSqueeze", x,
+                         lambda v, n: v.reshape(v.shape[0], v.shape[1] * 2**n, *[s // 2 for s in v.shape[2:]]))
 
     def inverse_and_log_det(self, y, cond=None):
-        return _unsqueezed("ColumnSqueeze", y, lambda v, n: v.reshape(v.shape[0], v.shape[1] // 2**n, *[2 * s for s in v.shape[2:]]))
+        return _unsqueezed("ColumnSqueeze", y,
+                           lambda v, n: v.reshape(v.shape[0], v.shape[1] // 2**n, *[2 * s for s in v.shape[2:]]))
 
 
 class PatchSqueeze(AbstractBasicLayer):
