@@ -94,6 +94,16 @@ def canonical_dtype(x):
     return jax.dtypes.canonicalize_dtype(x.dtype)
 
 
+def as_checked_arrays(name: str, params, x, cond):
+    """``(x, cond)`` as JAX arrays after :func:`check_dtype` of each (``cond`` may be ``None``):
+    NumPy data is converted as every JAX function converts it."""
+    check_dtype(name, x, params)
+    if cond is not None:
+        check_dtype(name, cond, params, "cond")
+        cond = jnp.asarray(cond)
+    return jnp.asarray(x), cond
+
+
 def check_dtype(name: str, x, params, what: str = "x") -> None:
     """``x`` must have the floating dtype of ``params`` (every inexact array in it).
 

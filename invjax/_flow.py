@@ -18,9 +18,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._backprop import AbstractBackprop, Invertible, check_backprop
 from ._checks import (
+    as_checked_arrays,
     check_array,
     check_cond,
-    check_dtype,
     check_initialize_batch,
     check_key,
     check_layout,
@@ -163,11 +163,7 @@ class AbstractNetwork(AbstractFlow):
             allowed = (0, 1, 2, 3) if self.spatial_dims is None else self.spatial_dims
             check_layout(name, x, self.in_channels, allowed, divisible_by=self.divisible_by)
         check_cond(name, cond, x, self.cond_channels, self.cond_spatial)
-        check_dtype(name, x, self)
-        if cond is not None:
-            check_dtype(name, cond, self, "cond")
-            cond = jnp.asarray(cond)
-        return jnp.asarray(x), cond
+        return as_checked_arrays(name, self, x, cond)
 
     def forward(self, x, cond=None):
         x, cond = self._check_input(x, cond)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from .._backprop import AbstractBackprop, Invertible
 from .._checks import (
+    as_checked_arrays,
     check_array,
     check_cond,
     check_dtype,
@@ -63,9 +64,7 @@ class AbstractJointFlow(AbstractFlow):
         name = type(self).__name__
         self._check_lane(x, self.in_channels, "x")
         check_cond(name, cond, x, self.cond_channels, cond_spatial=True)
-        check_dtype(name, x, self)
-        check_dtype(name, cond, self, "cond")
-        return jnp.asarray(x), jnp.asarray(cond)
+        return as_checked_arrays(name, self, x, cond)
 
     def _join(self, x, y):
         return jnp.concatenate([y, x], axis=1)

@@ -111,14 +111,13 @@ class Summarized(AbstractFlow):
         else:
             summarize = lambda y: jax.vmap(lambda y_i, k: self.summary(y_i, key=k))(
                 y, jax.random.split(self.key, y.shape[0]))
-        try:  # shapes only: a mismatch names the observation, not a dot_general deep inside
-            jax.eval_shape(summarize, y)
-        except Exception as error:
+        try:  # a mismatch names the observation, not a dot_general deep inside the summary network
+            return summarize(y)
+        except (TypeError, ValueError) as error:
             raise ValueError(
                 f"Summarized: the summary network fails on one observation of shape {y.shape[1:]} "
                 f"(y of shape {y.shape}, batch first): {type(error).__name__}: {str(error)[:300]}"
             ) from error
-        return summarize(y)
 
     def _cond(self, x, y, what: str = "x"):
         check_array("Summarized", x, what)
