@@ -6,7 +6,7 @@ inverses instead of storing them, so a training step's memory does not grow with
 
 from . import diagnostics, layers, nets
 from ._backprop import AbstractBackprop, Autodiff, Invertible
-from ._devices import device_mesh, replicate, shard_batch, use_cpu_cores
+from ._devices import device_mesh, process_part, replicate, shard_batch, use_cpu_cores
 from ._distributions import AbstractDistribution, DiagonalNormal, StandardNormal
 from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, with_backprop
@@ -39,6 +39,7 @@ __all__ = [
     "make_step",
     "negative_log_likelihood",
     "nets",
+    "process_part",
     "reconstruction_error",
     "replicate",
     "reverse_kl",

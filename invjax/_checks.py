@@ -75,8 +75,17 @@ def check_finite(name: str, x, what: str = "x") -> None:
     """``x`` holds no NaN or Inf; checked where its values are known (not under ``jax.jit``)."""
     if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(x.dtype, jnp.inexact):
         return
-    if not np.isfinite(np.asarray(x)).all():
+    # On the devices when x spans other processes (its values are not all here): the
+    # reduction's result is replicated, so every process reads it.
+    finite = np.isfinite(np.asarray(x)).all() if _all_here(x) else bool(jnp.isfinite(x).all())
+    if not finite:
         raise ValueError(f"{name}: {what} contains NaN or Inf; clean the data first.")
+
+
+def _all_here(x) -> bool:
+    """Every value of ``x`` is on this process (always, but for a ``jax.Array`` split over
+    the devices of several processes)."""
+    return getattr(x, "is_fully_addressable", True)
 
 
 def check_initialize_batch(name: str, x, cond=None) -> None:

@@ -11,8 +11,10 @@ import os
 from collections.abc import Callable
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 
 from ._batches import (
@@ -93,13 +95,29 @@ def fit(
         devices: the devices to train on, data-parallel: each batch is split along its
             first axis over a ``jax.sharding.Mesh`` of them and the parameters are
             replicated (``batch_size`` must be a multiple of their number). Default: every
-            device ``jax.devices()`` lists.
+            device ``jax.devices()`` lists (under ``jax.distributed``, every process's:
+            then it must stay ``None``).
         space: devices per sample, for inputs too large for one device (domain
-            parallelism): each sample is split along its first spatial axis over
-            ``space`` devices and the batch over the other ``len(devices) // space``
-            (a :func:`invjax.device_mesh`). The first spatial size must be a multiple of
-            ``space`` (of ``space * 2**levels`` for a multiscale network, to stay split
-            at every level). Default 1: data parallelism only.
+            parallelism): ``n`` splits each sample along its first spatial axis over
+            ``n`` devices, ``(a, b)`` along its first two spatial axes over an ``a x b``
+            grid (tiles of an image, pencils of a volume); the batch is split over the
+            other ``len(devices) // (a * b)`` (a :func:`invjax.device_mesh`). Each split
+            spatial size must be a multiple of its number of devices (of ``n * 2**levels``
+            for a multiscale network, to stay split at every level). Default 1: data
+            parallelism only.
+
+    Several processes (``jax.distributed``, one per host): every process runs the same
+    ``fit`` call, with its own data. ``batch_size`` is the global batch; each process
+    feeds its share, ``batch_size / parts`` samples a step, where ``(part, parts) =
+    ij.process_part(ij.device_mesh(space=space))``: ``x`` (and ``cond``) are this
+    process's own samples (e.g. ``x[part::parts]`` of a data set every host can read, or
+    files of its own), an iterable yields this process's share of each batch, and a
+    simulator is called as ``simulate(key, batch_size // parts)`` with a key of its own
+    per share. Processes whose devices share samples (a ``space`` that spans processes)
+    have the same ``part`` and must pass the same data. A validation set is each
+    process's share too. ``key`` and the flow are the same everywhere. Checkpoints are
+    written by process 0 and read by every process: put them on a file system every host
+    sees. Layouts that differ between processes raise ``ValueError``.
         check_inputs: check every batch before its step (on the host): finite values,
             the first batch's shapes and dtypes, not empty, ``cond`` with the same batch
             size. A bad batch raises ``ValueError`` naming the step.
@@ -139,9 +157,13 @@ def fit(
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     if transform is not None and not callable(transform):
         raise ValueError(f"fit: transform must be a function (key, x, cond) -> (x, cond), got {transform!r:.80}.")
-    place_batch, replicate = data_parallel(devices, batch_size, space)
+    place = data_parallel(devices, batch_size, space)
+    replicate = place.replicate
     split_key, shuffle_key = jr.split(key)
-    source, val = _source(x, cond, batch_size, validation, split_key, shuffle_key)
+    # Under jax.distributed every process draws its own share of each batch: its own
+    # shuffling and simulator keys (one process keeps the keys it always had).
+    own = (lambda k: k) if place.parts == 1 else (lambda k: jr.fold_in(k, place.part))
+    source, val = _source(x, cond, batch_size // place.parts, validation, own(split_key), own(shuffle_key))
     # The transform's keys: one per step, folded from a key of their own, so a resumed run
     # draws the same noise as an uninterrupted one; validation uses one fixed key.
     noise_key, val_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
@@ -154,10 +176,13 @@ def fit(
         check_batch(0, first, reference)
         if val is not None:
             check_batch(0, tuple(val) + (None,) * (2 - len(val)), reference, where="in the validation set")
+    if place.parts > 1:
+        _same_on_every_process(reference, val)
+        val = None if val is None else _placed_validation(place, val)
     if initialize:
         # On the devices, split like every batch: with space > 1 the first batch may not
         # fit one device (eager operations on split arrays run split too).
-        flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place_batch(first)))
+        flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place.batch(first)))
     flow = replicate(flow)
     # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
     # evaluation runs the model without one (inference mode).
@@ -180,7 +205,7 @@ def fit(
         for i, batch in enumerate(stream, start):
             if check_inputs and i > 0:
                 check_batch(i, batch, reference)
-            yield (jr.fold_in(noise_key, i), *place_batch(batch))
+            yield (jr.fold_in(noise_key, i), *place.batch(batch))
 
     monitors = []
     if check_reconstruction_every is not None:
@@ -191,10 +216,38 @@ def fit(
         stopping = EarlyStopping(lambda f: evaluate(f, *val), eval_every, steps, patience)
         monitors.append(stopping)
     if checkpoint is not None:
-        monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps))
+        monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps, writes=place.writes))
     flow, _ = train_loop(step, flow, opt_state, args(), steps=steps, start=start, history=history,
                          monitors=monitors, progress=progress, name="fit")
     return (flow if stopping is None else stopping.best(flow)), history
+
+
+def _same_on_every_process(reference, val) -> None:
+    """Under ``jax.distributed``: every process feeds batches of one layout (a mismatch
+    would otherwise hang in the first collective or fail deep inside JAX)."""
+    from jax.experimental import multihost_utils
+
+    layout = [[-1] if r is None else [*r[0], jnp.dtype(r[1]).num] for r in reference]
+    layout.append([-1] if val is None else [len(val[0])])
+    try:
+        multihost_utils.assert_equal(np.array([v for r in layout for v in (len(r), *r)]), "")
+    except AssertionError:
+        raise ValueError(
+            f"fit: the processes feed different layouts (this process, {jax.process_index()}: x, cond of shapes "
+            f"{', '.join('None' if r is None else f'(B, {str(r[0])[1:-1]}) {r[1]}' for r in reference)}, and "
+            f"{0 if val is None else len(val[0])} validation samples). Every process "
+            "must feed its share of each batch, batch_size / parts samples of the same shape and dtype "
+            "(ij.process_part), and the same number of validation samples."
+        ) from None
+
+
+def _placed_validation(place, val):
+    """The validation set of every process, assembled across processes like a batch."""
+    try:
+        return place.batch(tuple(val) + (None,) * (2 - len(val)))
+    except ValueError as error:
+        raise ValueError(f"fit: the validation set cannot be split like a batch: "
+                         f"{str(error).removeprefix('shard_batch: ')}") from None
 
 
 def _prepare(transform):

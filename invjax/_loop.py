@@ -100,11 +100,12 @@ def reconstruction_monitor(every: int, tol: float, prepare: Callable):
     return monitor
 
 
-def checkpoint_monitor(path, every: int, last: int):
-    """Save the run to ``path`` every ``every`` steps and at the last step."""
+def checkpoint_monitor(path, every: int, last: int, writes: bool = True):
+    """Save the run to ``path`` every ``every`` steps and at the last step (if ``writes``:
+    under ``jax.distributed`` one process writes, every process reads)."""
 
     def monitor(done, flow, opt_state, args, history):
-        if done % every == 0 or done == last:
+        if writes and (done % every == 0 or done == last):
             save_checkpoint(path, flow, opt_state, done, history)
         return False
 
