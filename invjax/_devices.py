@@ -11,6 +11,7 @@ sharded (no full-size all-gather inside a step; ``tests/test_spatial.py`` checks
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -239,6 +240,33 @@ def shard_batch(batch, mesh: Mesh, *, local: bool = False):
     return jax.tree.map(place, batch)
 
 
+def split_like_batch(tree, mesh: Mesh | None, name: str, *, samples: bool = True):
+    """Every array of ``tree`` constrained to a batch's layout on ``mesh``
+    (``jax.lax.with_sharding_constraint``; inside ``jax.jit`` it tells XLA's partitioner
+    where the values live, so that a latent drawn there is drawn split). ``None`` mesh:
+    ``tree`` as it is. ``samples=False`` splits space only (an array whose batch the
+    ``"batch"`` axis need not divide).
+
+    Raises:
+        ValueError: ``mesh`` is not a :func:`device_mesh`, or an array it cannot split.
+    """
+    if mesh is None:
+        return tree
+    if not isinstance(mesh, Mesh) or tuple(mesh.axis_names) != AXES:
+        raise ValueError(f"{name}: mesh must be an ij.device_mesh (axes {AXES}), got {mesh!r:.120}.")
+
+    def one(a):
+        spec = batch_spec(a.ndim)
+        if samples:
+            _check_splits(mesh, a, name)
+        else:
+            _check_splits(mesh, _Shape((mesh.shape["batch"], *a.shape[1:])), name)
+            spec = P(None, *spec[1:])
+        return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, spec))
+
+    return jax.tree.map(one, tree)
+
+
 class _Shape:
     """A stand-in with only a shape, for the split checks of an array not built yet."""
 
@@ -271,6 +299,12 @@ class Placement(NamedTuple):
     part: int
     parts: int
     writes: bool
+    mesh: Mesh | None = None
+
+    def scope(self):
+        """The context to trace the run in: its mesh, so that layers can see that space is
+        split (``jax.set_mesh``); nothing on one device."""
+        return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
 
 
 def data_parallel(devices, batch_size: int, space=1) -> Placement:
@@ -302,4 +336,4 @@ def data_parallel(devices, batch_size: int, space=1) -> Placement:
                          + (" or devices=[...]." if jax.process_count() == 1 else " or another space."))
     part, parts = process_part(mesh)
     return Placement(lambda batch: shard_batch(tuple(batch), mesh, local=True), lambda tree: replicate(tree, mesh),
-                     part, parts, jax.process_index() == 0)
+                     part, parts, jax.process_index() == 0, mesh)

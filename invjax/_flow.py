@@ -26,6 +26,7 @@ from ._checks import (
     check_layout,
     check_sample_shape,
 )
+from ._devices import split_like_batch
 from ._distributions import AbstractDistribution, StandardNormal, check_base
 from ._layer import AbstractLayer
 from ._strict import AbstractStrictModule
@@ -106,23 +107,33 @@ class AbstractFlow(AbstractStrictModule):
         z, logdet = self.forward(x, cond)
         return self.base.log_prob(z) + logdet
 
-    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None) -> Array:
+    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None, *, mesh=None) -> Array:
         """Draw ``x = inverse(z)``, ``z ~ base`` of ``shape`` (batch first).
+
+        ``mesh``: ``None``, or an :func:`invjax.device_mesh` to draw at a size one device
+        cannot hold: the latent (and ``cond``) is laid out like a batch on it (samples over
+        ``"batch"``, the first spatial axes over ``"space"``/``"space2"``), so the inverse
+        runs split and no device holds a whole sample. Call it inside ``jax.jit``
+        (``eqx.filter_jit``) with the flow on the mesh (:func:`invjax.replicate`); the
+        samples equal one device's (JAX's random numbers do not depend on the layout).
 
         Differentiable in reverse mode; for forward mode call it on
         ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
         """
         shape = _check_sampling("sample", self, key, shape)
-        return self.inverse(self.base.sample(key, shape, self.dtype), cond)
+        z, cond = split_like_batch((self.base.sample(key, shape, self.dtype), cond), mesh, "sample")
+        return self.inverse(z, cond)
 
-    def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None):
+    def sample_and_log_prob(self, key: PRNGKeyArray, shape: tuple[int, ...], cond=None, *, mesh=None):
         """``(x, log q(x))`` from one inverse pass: ``log q = base.log_prob(z) - log|det dx/dz|``.
+
+        ``mesh``: as for :meth:`sample`.
 
         Differentiable in reverse mode; for forward mode call it on
         ``ij.with_backprop(flow, ij.Autodiff())`` (class docstring).
         """
         shape = _check_sampling("sample_and_log_prob", self, key, shape)
-        z = self.base.sample(key, shape, self.dtype)
+        z, cond = split_like_batch((self.base.sample(key, shape, self.dtype), cond), mesh, "sample_and_log_prob")
         x, logdet = self.inverse_and_log_det(z, cond)
         return x, self.base.log_prob(z) - logdet
 

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from ._checks import check_key
+from ._devices import data_parallel
 from ._loop import train_loop
 from ._step import make_step, with_step_key
 
@@ -26,7 +27,8 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def reverse_kl(flow, key, log_target: Callable, shape: tuple[int, ...], num_samples: int = 64, y=None):
+def reverse_kl(flow, key, log_target: Callable, shape: tuple[int, ...], num_samples: int = 64, y=None, *,
+               mesh=None):
     """Monte Carlo estimate of ``KL(q || p)`` up to ``p``'s normalising constant.
 
     Args:
@@ -37,13 +39,15 @@ def reverse_kl(flow, key, log_target: Callable, shape: tuple[int, ...], num_samp
         shape: the shape of one sample ``x`` (no batch axis), e.g. ``(2,)`` or ``(1, 28, 28)``.
         num_samples: draws per estimate (ignored when ``y`` is given: one draw per observation).
         y: ``None``, or a batch of observations ``(B, ...)`` (the flow's condition).
+        mesh: ``None``, or an :func:`invjax.device_mesh`: the samples are drawn split over
+            it (:meth:`invjax.AbstractFlow.sample_and_log_prob`).
 
     Returns:
         scalar ``mean(log q(x | y) - log_target(x, y))``.
     """
     shape = _check_shape(shape)
     batch = num_samples if y is None else y.shape[0]
-    x, log_q = flow.sample_and_log_prob(key, (batch, *shape), y)
+    x, log_q = flow.sample_and_log_prob(key, (batch, *shape), y, mesh=mesh)
     log_p = log_target(x) if y is None else log_target(x, y)
     if jnp.shape(log_p) != (batch,):
         raise ValueError(
@@ -63,6 +67,8 @@ def fit_vi(
     batch_size: int = 64,
     optimizer: optax.GradientTransformation | None = None,
     progress: bool = True,
+    devices=None,
+    space=1,
 ):
     """Train ``flow`` to approximate ``p(x) ∝ exp(log_target(x))`` by minimising the reverse KL.
 
@@ -82,6 +88,13 @@ def fit_vi(
         batch_size: samples (or observations) per step.
         optimizer: optax transformation; default Adam(1e-3) with gradient clipping at 10.
         progress: tqdm progress bar with the loss.
+        devices: the devices to train on, as for :func:`invjax.fit`: each step's samples
+            are drawn split over a mesh of them (``batch_size`` a multiple of
+            ``len(devices) / space``), the parameters replicated. Default: every device.
+        space: devices per sample, as for :func:`invjax.fit` (``n`` or ``(a, b)``): the
+            samples, drawn already split, never exist whole on one device; their first
+            spatial size(s) must be multiples of the split. Under ``jax.distributed``,
+            ``observations`` are each process's own (its share, as in ``fit``).
 
     Returns:
         ``(flow, history)`` with ``history = {"train": [loss per step]}``. If the loss
@@ -94,21 +107,31 @@ def fit_vi(
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
-    init, step = make_step(
-        lambda f, key, y: reverse_kl(with_step_key(f, key), key, log_target, shape, batch_size, y), optimizer
-    )
+    place = data_parallel(devices, batch_size, space)
+    per_part = batch_size // place.parts
+    with place.scope():  # traced under the mesh (see Placement.scope)
+        init, step = make_step(
+            lambda f, key, y: reverse_kl(with_step_key(f, key), key, log_target, shape, batch_size, y, mesh=place.mesh),
+            optimizer,
+        )
+        # Each process picks its share of the observations with a key of its own; the
+        # latents are drawn once for the whole batch, already split.
+        pick_key = key if place.parts == 1 else jr.fold_in(key, place.part)
 
-    def args(key):
-        while True:
-            key, draw, pick = jr.split(key, 3)
-            y = None
-            if observations is not None:
-                y = observations[np.asarray(jr.randint(pick, (batch_size,), 0, observations.shape[0]))]
-            yield draw, y
+        def args(key, pick_key):
+            while True:
+                key, draw, pick = jr.split(key, 3)
+                pick_key, own_pick = jr.split(pick_key) if place.parts > 1 else (pick_key, pick)
+                y = None
+                if observations is not None:
+                    y = observations[np.asarray(jr.randint(own_pick, (per_part,), 0, observations.shape[0]))]
+                    y = place.batch((y,))[0]
+                yield draw, y
 
-    history = {"train": []}
-    flow, _ = train_loop(step, flow, init(flow), args(key), steps=steps, history=history, progress=progress,
-                         name="fit_vi", label="KL+const")
+        history = {"train": []}
+        flow = place.replicate(flow)
+        flow, _ = train_loop(step, flow, place.replicate(init(flow)), args(key, pick_key), steps=steps,
+                             history=history, progress=progress, name="fit_vi", label="KL+const")
     return flow, history
 
 

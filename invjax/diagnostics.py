@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_key
+from ._devices import split_like_batch
 
 __all__ = [
     "contraction",
@@ -44,7 +45,7 @@ __all__ = [
 
 
 def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key,
-                    batch_size: int | None = None) -> jax.Array:
+                    batch_size: int | None = None, mesh=None) -> jax.Array:
     """``draws`` posterior samples for each of the ``N`` conditions, in one jitted, batched call.
 
     No Python loop over observations: one compiled program draws all ``N * L`` latents
@@ -64,6 +65,12 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
         key: PRNG key.
         batch_size: samples per inverse pass (rounded down to whole observations, at
             least ``L``); ``None``: all ``N * L`` in one pass.
+        mesh: ``None``, or an :func:`invjax.device_mesh` to draw split over its devices
+            (as :meth:`invjax.AbstractFlow.sample` with ``mesh=``): each pass's latents
+            and conditions laid out like a batch (samples, and space for image or
+            volume samples), the observations of a ``Summarized`` model split over space
+            while it summarises them. The flow should be on the mesh
+            (:func:`invjax.replicate`); the draws equal one device's.
 
     Returns:
         ``(N, L, *event_shape)``.
@@ -91,14 +98,15 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
         raise ValueError(f"posterior_draws: batch_size must hold the draws of one observation (>= {draws}), got "
                          f"{batch_size}.")
     per_pass = n if batch_size is None else max(1, min(n, batch_size // draws))
-    return _draw(flow, cond, key, draws, tuple(event_shape), per_pass)
+    return _draw(flow, cond, key, draws, tuple(event_shape), per_pass, mesh)
 
 
 @eqx.filter_jit
-def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: int):
+def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: int, mesh=None):
     from .nets import Summarized
 
     if isinstance(flow, Summarized):  # summarise each observation once, not once per draw
+        cond = split_like_batch(cond, mesh, "posterior_draws", samples=False)  # images split over space
         cond, flow = flow.condition(cond), flow.flow
     n = jax.tree.leaves(cond)[0].shape[0]
     passes = -(-n // per_pass)
@@ -110,8 +118,10 @@ def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: i
         # Observation i's latents come from fold_in(key, i): the same draws whatever the
         # passes, and only one pass's latents exist at a time.
         z = jax.vmap(lambda i: flow.base.sample(jax.random.fold_in(key, i), (draws, *event_shape), flow.dtype))(index)
-        x = flow.inverse(z.reshape(per_pass * draws, *event_shape),
-                         jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond_group))
+        z, cond_group = split_like_batch(
+            (z.reshape(per_pass * draws, *event_shape), jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond_group)),
+            mesh, "posterior_draws")
+        x = flow.inverse(z, cond_group)
         return x.reshape(per_pass, draws, *event_shape)
 
     x = jax.lax.map(one_pass, (jnp.arange(passes * per_pass).reshape(passes, per_pass), jax.tree.map(grouped, cond)))

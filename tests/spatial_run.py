@@ -30,10 +30,14 @@ CASES = {  # Glow: the conditional one is the unconditional one plus a condition
     "multiscale_hint": (lambda: ij.nets.MultiscaleHINT(2, 2, 1, 8, key=_K), (2, 2, 128, 32), None),
     "hyperbolic": (lambda: ij.nets.Hyperbolic(2, 2, 1, 8, key=_K), (2, 2, 128, 32), None),
     "conditional_hint": (lambda: ij.nets.ConditionalHINT(2, 1, 8, cond_channels=2, key=_K),
-                         (2, 2, 64, 32), (2, 2, 64, 32)),
+                         (2, 2, 128, 128), (2, 2, 128, 128)),
     "multiscale_conditional_hint": (
         lambda: ij.nets.MultiscaleConditionalHINT(2, 2, 1, 8, cond_channels=1, key=_K), (2, 2, 128, 32),
         (2, 1, 128, 32)),
+    # Amortized inference from image observations: parameters (B, 4), observations
+    # (B, 1, H, W) split over space like an image, summarised by a small CNN.
+    "summarized_image": (lambda: ij.nets.Summarized(ij.nets.RealNVP(4, 2, 8, cond_channels=4, key=_K), _cnn()),
+                         (2, 4), (2, 1, 64, 32)),
     # Data parallelism alone (4 x 1 mesh): the batch split, every sample whole.
     "batch_glow": (lambda: ij.nets.Glow(1, 2, 2, 8, key=_K), (64, 1, 8, 8), None),
     "glow_3d": (lambda: ij.nets.Glow(1, 2, 1, 4, spatial_dims=3, key=_K), (1, 1, 64, 32, 32), None),
@@ -41,10 +45,18 @@ CASES = {  # Glow: the conditional one is the unconditional one plus a condition
                            (1, 1, 64, 32, 32), None),
 }
 
+def _cnn():
+    """A summary network of one image ``(1, H, W) -> (4,)``: convolution, ReLU, mean over
+    space (a sum over a split axis: an all-reduce)."""
+    return eqx.nn.Sequential([eqx.nn.Conv2d(1, 4, 3, padding=1, key=jr.key(5)), eqx.nn.Lambda(jax.nn.relu),
+                              eqx.nn.Lambda(lambda h: jnp.mean(h, axis=(1, 2)))])
+
+
 # Compiled temporaries per device, as a fraction of one device's. A quarter plus halos for
 # all but the hyperbolic network, whose split program keeps more per-device copies of its
 # two states around the halo exchanges than the one-device program does (0.36 at this
-# size, 0.30 to 0.31 at (2, 2, 128, 128) with hidden 16 or 32).
+# size with space=4 and 0.39 with space=(2, 2); 0.30 to 0.31 at (2, 2, 128, 128) with
+# hidden 16 or 32 and space=4).
 MEMORY_LIMIT = {"hyperbolic": 0.4, "batch_glow": 0.35}
 
 
@@ -70,10 +82,14 @@ def run(name):
         return -jnp.mean(eqx.combine(params, static).log_prob(x, cond))
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2) if cond is not None else (0, 1)))
-    mesh = ij.device_mesh(jax.devices()[:4], space=1 if name.startswith("batch_") else 4)
-    placed = (ij.replicate(params, mesh), *ij.shard_batch((x, cond), mesh))
     result = {}
-    for n, args in ((1, (params, x, cond)), (4, placed)):
+    runs = [(1, (params, x, cond))]
+    for label, space in ((4, 1),) if name.startswith("batch_") else ((4, 4), ("2x2", (2, 2))):
+        mesh = ij.device_mesh(jax.devices()[:4], space=space)
+        placed = (ij.replicate(params, mesh), *ij.shard_batch((x, cond), mesh))
+        runs.append((label, placed))
+        result[f"x_sharding_{label}"] = str(placed[1].sharding.spec)
+    for n, args in runs:
         compiled = step.lower(*args).compile()
         value, grads = compiled(*args)
         result[n] = {
@@ -83,9 +99,67 @@ def run(name):
             "gathers": _gathers(compiled.as_text()),
         }
     result["largest_parameter"] = max(int(a.nbytes) for a in jax.tree.leaves(params))
-    result["row"] = int(x.nbytes // x.shape[2])  # one row of the input along the split axis
-    result["x_sharding"] = str(placed[1].sharding.spec)
+    # One row of the largest input along the split axis (a vector x: the observations').
+    widest = max((a for a in (x, cond) if a is not None and a.ndim >= 3), key=lambda a: a.nbytes)
+    result["row"] = int(widest.nbytes // widest.shape[2])
     return result
+
+
+def pencil_gathers():
+    """The CPU kernel-gradient loop (``layers/_conv.py``) slices along space: traced under a
+    mesh that splits space (``jax.set_mesh``, as ``ij.fit`` does) it steps aside for XLA's
+    convolution, so nothing is gathered; without the mesh in context (the counter-check)
+    the loop runs and its slices are gathered."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from invjax.layers._conv import conv_same
+
+    x, w = jr.normal(jr.key(1), (2, 128, 64, 64)), jr.normal(jr.key(2), (64, 64, 3, 3)) * 0.05  # NHWC, thick
+    grad = jax.jit(jax.grad(lambda w, x: jnp.sum(conv_same(x, w) ** 2)))
+    reference = grad(w, x)
+    out = {}
+    for label, space in (("4", 4), ("2x2", (2, 2))):
+        mesh = ij.device_mesh(jax.devices()[:4], space=space)
+        args = (jax.device_put(w, NamedSharding(mesh, P())),
+                jax.device_put(x, NamedSharding(mesh, P("batch", "space", "space2"))))
+        with jax.set_mesh(mesh):
+            compiled = grad.lower(*args).compile()
+        error = float(jnp.max(jnp.abs(compiled(*args) - reference)) / jnp.max(jnp.abs(reference)))
+        out[label] = {"gathers": _gathers(compiled.as_text()), "error": error,
+                      "gathers_without_mesh": _gathers(grad.lower(*args).compile().as_text())}
+    return out
+
+
+def sampling():
+    """``sample`` and ``posterior_draws`` with ``mesh=`` and ``fit_vi`` with ``space``, on
+    4 devices as ``space=4`` and ``space=(2, 2)``, against one device."""
+    flow = ij.nets.Glow(1, 2, 1, 8, cond_channels=1, cond_spatial=True, key=_K)
+    cond = jr.normal(jr.key(2), (4, 1, 32, 16))
+    flow = flow.initialize(jr.normal(jr.key(1), (4, 1, 32, 16)), cond)
+    draw = eqx.filter_jit(lambda f, k, c, mesh: f.sample(k, (4, 1, 32, 16), c, mesh=mesh))
+    model = ij.nets.Summarized(ij.nets.RealNVP(4, 2, 8, cond_channels=4, key=_K), _cnn())
+    observations = jr.normal(jr.key(3), (2, 1, 64, 32))
+    posterior = lambda mesh: ij.diagnostics.posterior_draws(model, observations, 4, (4,), key=jr.key(4), mesh=mesh)
+    # Reverse KL to a Gaussian with a mean of 1 on (1, 32, 16) samples.
+    target = lambda x: -0.5 * jnp.sum((x - 1.0) ** 2, axis=(1, 2, 3))
+    vi = lambda devices, space: ij.fit_vi(ij.nets.Glow(1, 2, 1, 8, key=_K), target, (1, 32, 16), key=jr.key(6), steps=3, batch_size=4,
+                                          progress=False, devices=devices, space=space)[1]["train"]
+    out = {"1": {"sample": np.asarray(draw(flow, jr.key(7), cond, None)).ravel().tolist(),
+                 "posterior": np.asarray(posterior(None)).ravel().tolist(), "vi": vi(jax.devices()[:1], 1)}}
+    for label, space in (("4", 4), ("2x2", (2, 2))):
+        mesh = ij.device_mesh(jax.devices()[:4], space=space)
+        f, c = ij.replicate(flow, mesh), ij.shard_batch(cond, mesh)
+        samples = draw(f, jr.key(7), c, mesh)
+        out[label] = {
+            "sample": np.asarray(samples).ravel().tolist(), "sample_spec": str(samples.sharding.spec),
+            "sample_gathers": _gathers(draw.lower(f, jr.key(7), c, mesh).compile().compiled.as_text()),
+            "posterior": np.asarray(posterior(mesh)).ravel().tolist(),
+            "posterior_gathers": _gathers(ij.diagnostics._draw.lower(
+                ij.replicate(model, mesh), observations, jr.key(4), 4, (4,), 2, mesh).compile().compiled.as_text()),
+            "vi": vi(jax.devices()[:4], space),
+        }
+    return out
 
 
 def fit_runs():
@@ -95,7 +169,8 @@ def fit_runs():
     x, cond = jr.normal(jr.key(1), (16, 1, 32, 8)), jr.normal(jr.key(2), (16, 1, 32, 8))
     runs = {}
     for label, devices, space in (("1", jax.devices()[:1], 1), ("4x1", jax.devices()[:4], 1),
-                                  ("2x2", jax.devices()[:4], 2), ("1x4", jax.devices()[:4], 4)):
+                                  ("2x2", jax.devices()[:4], 2), ("1x4", jax.devices()[:4], 4),
+                                  ("1x2x2", jax.devices()[:4], (2, 2))):
         _, history = ij.fit(flow, x, cond, key=jr.key(3), steps=3, batch_size=8, progress=False,
                             devices=devices, space=space)
         runs[label] = history["train"]
@@ -120,4 +195,5 @@ def fit_runs():
 
 if __name__ == "__main__":
     assert len(jax.devices()) == 4, jax.devices()
-    print(json.dumps({name: fit_runs() if name == "fit" else run(name) for name in sys.argv[1:]}))
+    special = {"fit": fit_runs, "pencils": pencil_gathers, "sampling": sampling}
+    print(json.dumps({name: special[name]() if name in special else run(name) for name in sys.argv[1:]}))

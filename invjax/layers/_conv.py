@@ -84,9 +84,19 @@ def _pencils_pay(weight_shape, spatial_shape) -> bool:
     its loop (and its compilation).
     """
     out_ch, in_ch, *kernel = weight_shape
+    if _space_is_split():
+        return False
     # Not for signals: one pencil is the whole signal (a full im2col), and it measured no
     # faster (8x64x65536: 297 vs 301 ms on one core, 425 vs 352 ms on two).
     return len(kernel) > 1 and math.prod(kernel) * in_ch >= 256 and out_ch >= 32 and spatial_shape[0] >= 64
+
+
+def _space_is_split() -> bool:
+    """Whether the mesh in context (``jax.set_mesh``; ``ij.fit`` sets its own) may split
+    space: any axis but ``"batch"`` with more than one device. The pencil loop slices its
+    input along the spatial axes, and slices of a split axis would be gathered whole."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return not mesh.empty and any(size > 1 for name, size in mesh.shape.items() if name != "batch")
 
 
 def _by_kernel_as_conv(x, dweight):
@@ -120,10 +130,8 @@ def _by_kernel_in_pencils(x, dweight):
     compiled temporaries flat in depth, but +15% over XLA's path (a HINT with 3-3-3 blocks,
     hidden 64, 4x4x128x128: 101.8 vs 88.2 MiB: the cotangent is moved pencil-major once).
 
-    The loop runs over every spatial axis but the first, which is the one that
-    ``ij.device_mesh``'s ``"space"`` axis splits: slices of an unsplit axis need no
-    gather, and the per-pencil sums over the split axis are all-reduces of the kernel's
-    size. Per iteration: one pencil's patches, ``T`` times a pencil of ``x``.
+    Not where space is split (:func:`_space_is_split`): a slice of a split axis is gathered
+    whole. Per iteration: one pencil's patches, ``T`` times a pencil of ``x``.
     """
     n = dweight.ndim - 2
     out_ch, in_ch, *ks = dweight.shape
