@@ -1,23 +1,28 @@
-"""Per-device memory of a training step split over space: how large an input fits on N devices.
+"""Per-device memory of a training step split over space: how large an input fits on N devices,
+with each sample split along one spatial axis (slabs) or two (tiles of an image, pencils of a volume).
 
-    python benchmarks/spatial_memory.py                      # both models, 1 4 8 16 host devices
+    python benchmarks/spatial_memory.py                      # both models, 1 4 16 64 256 host devices
     python benchmarks/spatial_memory.py --model glow2d --devices 1 4
     python benchmarks/spatial_memory.py --run 1024           # also run one real step (see below)
 
-For each model and device count the gradient step of ``-mean(log_prob)`` is compiled with
-the input split along its first spatial axis over all N devices (``ij.device_mesh(devices,
-space=N)``) and parameters replicated, and XLA's ``memory_analysis()`` gives what each
-device holds: arguments (its slice of the input, the parameters) + outputs (the gradients)
-+ temporaries. Nothing is allocated: inputs are ``jax.ShapeDtypeStruct``s, so a 4096^2
-batch compiles on a laptop. On a CPU the devices are host devices
-(``jax_num_cpu_devices``); on a multi-GPU machine pass ``--platform gpu`` and the real GPUs
-are used (``benchmarks/gpu.sh --spatial``).
+For each model, device count N and layout the gradient step of ``-mean(log_prob)`` is
+compiled with each sample split over all N devices, ``space=N`` (one axis) or ``space=(r,
+r)`` with ``r * r = N`` (two axes), and parameters replicated; XLA's ``memory_analysis()``
+gives what each device holds: arguments (its piece of the input, the parameters) + outputs
+(the gradients) + temporaries. Nothing is allocated: inputs are ``jax.ShapeDtypeStruct``s,
+so a 16384^2 batch compiles on a laptop, for 256 devices declared for compilation alone
+(host devices, ``jax_num_cpu_devices``). Each step is traced under ``jax.set_mesh`` (as
+``ij.fit`` does), so the CPU-only kernel-gradient loop steps aside and the program is the
+one a GPU would get. On a multi-GPU machine pass ``--platform gpu`` and the real GPUs are
+used (``benchmarks/gpu.sh --spatial``).
 
 Per-device memory is affine in the number of pixels (parameters and their gradients are
-fixed, activations scale), so two sizes give the line, a third checks it, and the largest
-square (cube) side whose per-device memory fits 24, 40 and 80 GiB follows; it is rounded
-down to a multiple of ``N * 2**levels`` (every level splits evenly) and compiled again to
-confirm.
+fixed, activations scale), so the two sizes give the line and the largest square (cube)
+side whose per-device memory fits 24, 40 and 80 GiB follows; it is rounded down to a
+multiple of ``r * 2**levels`` (every level splits evenly; ``r`` the devices along the
+most-split axis) and compiled again to confirm. A size whose coarsest level has fewer
+rows than devices along an axis is split unevenly by XLA (padded); the table counts the
+all-gathers such a program needs.
 
 ``--run SIZE`` also runs one real step of a 2D Glow (3 levels, depth 2, hidden 16, batch 1,
 RGB) at SIZE on 4 host devices and on 1,
@@ -41,8 +46,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 GIB = 2**30
 # name: (constructor kwargs, batch, channels, spatial dims, sizes to fit the line, headline size)
 MODELS = {
-    "glow2d": (dict(in_channels=3, levels=3, depth=16, hidden=64), 8, 3, 2, (1024, 2048, 4096), 4096),
-    "glow3d": (dict(in_channels=1, levels=3, depth=8, hidden=32, spatial_dims=3), 1, 1, 3, (64, 128, 256), 256),
+    "glow2d": (dict(in_channels=3, levels=3, depth=16, hidden=64), 8, 3, 2, (8192, 16384), 16384),
+    "glow3d": (dict(in_channels=1, levels=3, depth=8, hidden=32, spatial_dims=3), 1, 1, 3, (512, 1024), 1024),
 }
 BUDGETS_GIB = (24, 40, 80)
 _FLOWS = {}
@@ -60,8 +65,16 @@ def _setup(platform: str, devices: int):
     return jax
 
 
-def per_device_bytes(jax, model: str, side: int, n: int) -> dict:
-    """Compile the step for ``model`` at ``side`` on the first ``n`` devices; bytes per device."""
+def layouts(n: int):
+    """``(label, space)`` for ``n`` devices per sample: one axis, and two (a square grid) where
+    ``n`` is a square above 1."""
+    r = round(n**0.5)
+    return [("one axis", n)] + ([("two axes", (r, r))] if n > 1 and r * r == n else [])
+
+
+def per_device_bytes(jax, model: str, side: int, n: int, space=None) -> dict:
+    """Compile the step for ``model`` at ``side`` on the first ``n`` devices, each sample split
+    as ``space`` (default ``n``: one axis); bytes per device."""
     import equinox as eqx
     import jax.numpy as jnp
 
@@ -71,10 +84,11 @@ def per_device_bytes(jax, model: str, side: int, n: int) -> dict:
     if model not in _FLOWS:  # built once per model (parameters are small; building compiles)
         _FLOWS[model] = ij.nets.Glow(**kwargs, key=jax.random.key(0))
     params, static = eqx.partition(_FLOWS[model], eqx.is_inexact_array)
-    mesh = ij.device_mesh(jax.devices()[:n], space=n)
+    space = n if space is None else space
+    mesh = ij.device_mesh(jax.devices()[:n], space=space)
     shape = (batch, channels, *(side,) * dims)
     P = jax.sharding.PartitionSpec
-    x = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=jax.NamedSharding(mesh, P("batch", None, "space")))
+    x = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=jax.NamedSharding(mesh, P("batch", None, "space", "space2")))
     same = jax.NamedSharding(mesh, P())
     params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=same), params)
 
@@ -82,25 +96,28 @@ def per_device_bytes(jax, model: str, side: int, n: int) -> dict:
         return -jnp.mean(eqx.combine(params, static).log_prob(x))
 
     start = time.perf_counter()
-    compiled = jax.jit(jax.value_and_grad(loss)).lower(params, x).compile()
+    with jax.set_mesh(mesh):  # as ij.fit traces: layers see that space is split
+        compiled = jax.jit(jax.value_and_grad(loss)).lower(params, x).compile()
     m = compiled.memory_analysis()
     total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
     hlo = compiled.as_text()
-    return {"model": model, "side": side, "devices": n, "total": total, "temp": m.temp_size_in_bytes,
+    return {"model": model, "side": side, "devices": n, "layout": layouts(n)[0][0] if space == n else "two axes",
+            "space": str(space), "total": total, "temp": m.temp_size_in_bytes,
             "arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
             "compile_s": round(time.perf_counter() - start, 1), "all_gathers": hlo.count(" all-gather("),
             "collective_permutes": hlo.count(" collective-permute("), "all_reduces": hlo.count(" all-reduce(")}
 
 
-def largest_side(rows, model, n, budget):
-    """The largest side (multiple of n * 2**levels) the affine fit puts under ``budget`` bytes."""
+def largest_side(rows, model, space, budget):
+    """The largest side (a multiple of r * 2**levels, r the most devices along one axis) the
+    affine fit puts under ``budget`` bytes."""
     kwargs, _, _, dims, sizes, _ = MODELS[model]
     (s0, b0), (s1, b1) = [(r["side"], r["total"]) for r in rows if r["side"] in (sizes[0], sizes[-1])]
     slope = (b1 - b0) / (s1**dims - s0**dims)
     fixed = b0 - slope * s0**dims
     if budget <= fixed:
         return 0
-    step = n * 2 ** kwargs["levels"]
+    step = max(space if isinstance(space, tuple) else (space,)) * 2 ** kwargs["levels"]
     return int(((budget - fixed) / slope) ** (1 / dims)) // step * step
 
 
@@ -110,26 +127,28 @@ def sweep(args):
     for model in args.model:
         _, _, _, dims, sizes, _ = MODELS[model]
         for n in args.devices:
-            fitted = [per_device_bytes(jax, model, side, n) for side in sizes]
-            for r in fitted:
-                print(json.dumps(r), flush=True)
-            rows += fitted
-            for budget in BUDGETS_GIB:
-                side = largest_side(fitted, model, n, budget * GIB)
-                if side:
-                    check = per_device_bytes(jax, model, side, n)
-                    check["fits"] = budget
-                    print(json.dumps(check), flush=True)
-                    rows.append(check)
-                else:
-                    rows.append({"model": model, "side": 0, "devices": n, "total": 0, "fits": budget})
+            for label, space in layouts(n):
+                fitted = [per_device_bytes(jax, model, side, n, space) for side in sizes]
+                for r in fitted:
+                    print(json.dumps(r), flush=True)
+                rows += fitted
+                for budget in BUDGETS_GIB:
+                    side = largest_side(fitted, model, space, budget * GIB)
+                    if side:
+                        check = per_device_bytes(jax, model, side, n, space)
+                        check["fits"] = budget
+                        print(json.dumps(check), flush=True)
+                        rows.append(check)
+                    else:
+                        rows.append({"model": model, "side": 0, "devices": n, "layout": label, "space": str(space),
+                                     "total": 0, "fits": budget})
     return rows
 
 
 def write(rows, out: pathlib.Path, platform: str):
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "side", "devices", "total", "temp", "arguments", "outputs", "compile_s", "all_gathers",
-              "collective_permutes", "all_reduces", "fits"]
+    fields = ["model", "side", "devices", "layout", "space", "total", "temp", "arguments", "outputs", "compile_s",
+              "all_gathers", "collective_permutes", "all_reduces", "fits"]
     with open(out / "spatial_memory.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fields)
         w.writeheader()
@@ -137,22 +156,23 @@ def write(rows, out: pathlib.Path, platform: str):
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         kwargs, batch, channels, dims, sizes, headline = MODELS[model]
-        devs = sorted({r["devices"] for r in rows if r["model"] == model})
-        shape = "x".join([str(headline)] * dims)
+        mine = [r for r in rows if r["model"] == model]
+        shapes = ["x".join([str(side)] * dims) for side in sizes]
         desc = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-        lines += [f"### {model}: Glow({desc}), batch {batch}, {channels} channel(s)", "",
-                  f"| devices | per-device GiB at {shape} | " + " | ".join(
-                      f"largest side for {b} GiB" for b in BUDGETS_GIB) + " |",
-                  "|---:|---:|" + "---:|" * len(BUDGETS_GIB)]
-        for n in devs:
-            at = [r for r in rows if r["model"] == model and r["devices"] == n and r["side"] == headline
-                  and "fits" not in r]
-            fits = {r["fits"]: r for r in rows if r["model"] == model and r["devices"] == n and r.get("fits")}
-            cells = []
-            for b in BUDGETS_GIB:
-                r = fits.get(b)
-                cells.append("none" if not r or not r["side"] else f"{r['side']} ({r['total'] / GIB:.1f} GiB)")
-            lines.append(f"| {n} | {at[0]['total'] / GIB:.2f} | " + " | ".join(cells) + " |")
+        lines += [f"**{model}:** Glow({desc}), batch {batch}, {channels} channel(s)", "",
+                  "| devices | split (space) | " + " | ".join(f"per-device GiB at {s}" for s in shapes)
+                  + " | all-gathers | " + " | ".join(f"largest side for {b} GiB" for b in BUDGETS_GIB) + " |",
+                  "|---:|:---|" + "---:|" * (len(sizes) + 1 + len(BUDGETS_GIB))]
+        for n, label in dict.fromkeys((r["devices"], r["layout"]) for r in mine):
+            group = [r for r in mine if r["devices"] == n and r["layout"] == label]
+            at = {r["side"]: r for r in group if "fits" not in r}
+            fits = {r["fits"]: r for r in group if r.get("fits")}
+            cells = [f"{at[side]['total'] / GIB:.2f}" for side in sizes]
+            gathers = max(r.get("all_gathers", 0) for r in group if "fits" not in r)
+            budgets = ["none" if not fits.get(b) or not fits[b]["side"] else
+                       f"{fits[b]['side']} ({fits[b]['total'] / GIB:.1f} GiB)" for b in BUDGETS_GIB]
+            lines.append(f"| {n} | {label} ({group[0]['space']}) | " + " | ".join(cells) + f" | {gathers} | "
+                         + " | ".join(budgets) + " |")
         lines.append("")
     gathers = sum(r.get("all_gathers", 0) for r in rows)
     note = (f"Compiled per-device memory (arguments + outputs + temporaries) from XLA's memory_analysis() on "
@@ -167,20 +187,22 @@ def write(rows, out: pathlib.Path, platform: str):
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for model in dict.fromkeys(r["model"] for r in rows):
-        headline = MODELS[model][5]
-        pts = sorted((r["devices"], r["total"] / GIB) for r in rows
-                     if r["model"] == model and r["side"] == headline and "fits" not in r)
-        dims = MODELS[model][3]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{model} at {'x'.join([str(headline)] * dims)}")
+        headline, dims = MODELS[model][5], MODELS[model][3]
+        for label, style in (("one axis", "o-"), ("two axes", "s--")):
+            pts = sorted((r["devices"], r["total"] / GIB) for r in rows if r["model"] == model and
+                         r["side"] == headline and "fits" not in r and (r["layout"] == label or r["devices"] == 1))
+            if len(pts) > 1:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style,
+                        label=f"{model} at {'x'.join([str(headline)] * dims)}, {label}")
     for b in BUDGETS_GIB:
         ax.axhline(b, color="gray", lw=0.8, ls="--")
         ax.text(1, b * 1.05, f"{b} GiB", color="gray", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="devices sharing one sample", ylabel="per-device memory (GiB)",
            title="A Glow step split over space (compiled memory)")
     ax.set_xticks(sorted({r["devices"] for r in rows}), labels=[str(d) for d in sorted({r["devices"] for r in rows})])
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "spatial_memory.png", dpi=120)
 
@@ -195,6 +217,8 @@ side, n = int(sys.argv[1]), int(sys.argv[2])
 flow = ij.nets.Glow(3, levels=3, depth=2, hidden=16, key=jax.random.key(0))
 params, static = eqx.partition(flow, eqx.is_inexact_array)
 mesh = ij.device_mesh(jax.devices()[:n], space=n)
+if n > 1:
+    jax.set_mesh(mesh)  # as ij.fit traces: layers see that space is split
 x = jax.jit(lambda k: jax.random.uniform(k, (1, 3, side, side)),
             out_shardings=jax.NamedSharding(mesh, jax.sharding.PartitionSpec("batch", None, "space")))(
     jax.random.key(1))
@@ -228,7 +252,7 @@ def run_real(side: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--devices", nargs="+", type=int, default=[1, 4, 8, 16])
+    parser.add_argument("--devices", nargs="+", type=int, default=[1, 4, 16, 64, 256])
     parser.add_argument("--platform", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "results")
     parser.add_argument("--run", type=int, default=0, help="also run one real 2D step at this side on 4 host devices")

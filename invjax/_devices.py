@@ -307,7 +307,7 @@ class Placement(NamedTuple):
         return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
 
 
-def data_parallel(devices, batch_size: int, space=1) -> Placement:
+def data_parallel(devices, batch_size: int, space=1, name: str = "fit") -> Placement:
     """The :class:`Placement` of ``fit``: batches split over a :func:`device_mesh`
     (samples, and space when ``space`` is not 1), parameters replicated; identity on one
     device.
@@ -318,18 +318,18 @@ def data_parallel(devices, batch_size: int, space=1) -> Placement:
             of the number of batch shards ``devices / space``.
     """
     if jax.process_count() > 1 and devices is not None and set(devices) != set(jax.devices()):
-        raise ValueError(f"fit: under jax.distributed ({jax.process_count()} processes) train on every process's "
+        raise ValueError(f"{name}: under jax.distributed ({jax.process_count()} processes) train on every process's "
                          "devices: pass devices=None (the mesh spans all of them).")
     try:
         mesh = device_mesh(devices, space=space)
     except ValueError as error:
-        raise ValueError(f"fit: {str(error).removeprefix('device_mesh: ')}") from None
+        raise ValueError(f"{name}: {str(error).removeprefix('device_mesh: ')}") from None
     if mesh.size == 1:
         return Placement(lambda batch: batch, lambda tree: tree, 0, 1, True)
     ways = mesh.shape["batch"]
     if batch_size % ways:
         per_sample = mesh.size // ways
-        raise ValueError(f"fit: batch_size ({batch_size}) must be a multiple of the number of devices "
+        raise ValueError(f"{name}: batch_size ({batch_size}) must be a multiple of the number of devices "
                          f"({ways}{f' = {mesh.size} / space' if per_sample > 1 else ''}) for data-parallel "
                          "training" + (f" (over {jax.process_count()} processes)" if jax.process_count() > 1 else "")
                          + f"; pass batch_size={ways * max(1, round(batch_size / ways))}"

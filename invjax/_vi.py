@@ -107,7 +107,7 @@ def fit_vi(
         raise ValueError(f"fit_vi: steps >= 0 and batch_size >= 1 needed; got steps={steps}, batch_size={batch_size}.")
     if observations is not None and (not hasattr(observations, "shape") or observations.shape[0] < 1):
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
-    place = data_parallel(devices, batch_size, space)
+    place = data_parallel(devices, batch_size, space, "fit_vi")
     per_part = batch_size // place.parts
     with place.scope():  # traced under the mesh (see Placement.scope)
         init, step = make_step(

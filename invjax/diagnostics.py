@@ -118,9 +118,9 @@ def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: i
         # Observation i's latents come from fold_in(key, i): the same draws whatever the
         # passes, and only one pass's latents exist at a time.
         z = jax.vmap(lambda i: flow.base.sample(jax.random.fold_in(key, i), (draws, *event_shape), flow.dtype))(index)
-        z, cond_group = split_like_batch(
-            (z.reshape(per_pass * draws, *event_shape), jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond_group)),
-            mesh, "posterior_draws")
+        repeated = jax.tree.map(lambda c: jnp.repeat(c, draws, axis=0), cond_group)
+        z, cond_group = split_like_batch((z.reshape(per_pass * draws, *event_shape), repeated), mesh,
+                                         "posterior_draws")
         x = flow.inverse(z, cond_group)
         return x.reshape(per_pass, draws, *event_shape)
 

@@ -143,8 +143,9 @@ def sampling():
     posterior = lambda mesh: ij.diagnostics.posterior_draws(model, observations, 4, (4,), key=jr.key(4), mesh=mesh)
     # Reverse KL to a Gaussian with a mean of 1 on (1, 32, 16) samples.
     target = lambda x: -0.5 * jnp.sum((x - 1.0) ** 2, axis=(1, 2, 3))
-    vi = lambda devices, space: ij.fit_vi(ij.nets.Glow(1, 2, 1, 8, key=_K), target, (1, 32, 16), key=jr.key(6), steps=3, batch_size=4,
-                                          progress=False, devices=devices, space=space)[1]["train"]
+    vi = lambda devices, space: ij.fit_vi(ij.nets.Glow(1, 2, 1, 8, key=_K), target, (1, 32, 16), key=jr.key(6),
+                                          steps=3, batch_size=4, progress=False, devices=devices,
+                                          space=space)[1]["train"]
     out = {"1": {"sample": np.asarray(draw(flow, jr.key(7), cond, None)).ravel().tolist(),
                  "posterior": np.asarray(posterior(None)).ravel().tolist(), "vi": vi(jax.devices()[:1], 1)}}
     for label, space in (("4", 4), ("2x2", (2, 2))):

@@ -93,36 +93,3 @@ def test_fit_splits_the_batch_and_space_with_one_argument():
     assert "space must divide the number of devices (4)" in space_error and "got space=3" in space_error
     assert "batch_size (5) must be a multiple of the number of devices (2 = 4 / space)" in batch_error
     assert "first spatial size must be a multiple of 4 (space=4)" in size_error and "(6, 1, 6, 8)" in size_error
-
-
-def test_use_cpu_cores_after_jax_started_says_how_to_fix_it():
-    import jax
-
-    import invjax as ij
-
-    jax.devices()  # JAX has started
-    current = len(jax.devices("cpu"))
-    assert ij.use_cpu_cores(current) == current  # already so: nothing to do
-    with pytest.raises(ValueError, match=r"already started .* call ij.use_cpu_cores\(3\) right after `import jax`"):
-        ij.use_cpu_cores(4, batch_size=6) if current != 3 else ij.use_cpu_cores(3, batch_size=9)
-    with pytest.raises(ValueError, match="n must be a positive integer, got 0"):
-        ij.use_cpu_cores(0)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        ij.use_cpu_cores(2, batch_size=0)
-
-
-def test_device_mesh_errors_say_what_to_pass():
-    import jax
-
-    import invjax as ij
-
-    with pytest.raises(ValueError, match="devices is empty; pass a list of devices, or None"):
-        ij.device_mesh([])
-    with pytest.raises(ValueError, match=r"space must be a positive integer .* or a pair \(a, b\) of them .*"
-                                         r"got space=0"):
-        ij.device_mesh(jax.devices()[:1], space=0)
-    with pytest.raises(ValueError, match=r"got space=\(2, 0\)"):
-        ij.device_mesh(jax.devices()[:1], space=(2, 0))
-    with pytest.raises(ValueError, match=r"space must divide the number of devices \(1\).*got space=\(1, 2\)"):
-        ij.device_mesh(jax.devices()[:1], space=(1, 2))
-    assert ij.device_mesh(jax.devices()[:1]).shape == {"batch": 1, "space": 1, "space2": 1}
