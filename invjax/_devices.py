@@ -11,7 +11,6 @@ sharded (no full-size all-gather inside a step; ``tests/test_spatial.py`` checks
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -301,10 +300,19 @@ class Placement(NamedTuple):
     writes: bool
     mesh: Mesh | None = None
 
-    def scope(self):
-        """The context to trace the run in: its mesh, so that layers can see that space is
-        split (``jax.set_mesh``); nothing on one device."""
-        return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
+    def traced(self, step: Callable) -> Callable:
+        """``step`` called (and so traced) under the run's mesh (``jax.set_mesh``), so that
+        layers can see that space is split; ``step`` itself on one device. Only the jitted
+        step: eager work under a mesh context (a simulator's draws) would be laid out on
+        every process's devices instead of this process's."""
+        if self.mesh is None:
+            return step
+
+        def under_mesh(*args):
+            with jax.set_mesh(self.mesh):
+                return step(*args)
+
+        return under_mesh
 
 
 def data_parallel(devices, batch_size: int, space=1, name: str = "fit") -> Placement:

@@ -158,69 +158,69 @@ def fit(
     if transform is not None and not callable(transform):
         raise ValueError(f"fit: transform must be a function (key, x, cond) -> (x, cond), got {transform!r:.80}.")
     place = data_parallel(devices, batch_size, space)
-    with place.scope():  # traced under the mesh (see Placement.scope)
-        replicate = place.replicate
-        split_key, shuffle_key = jr.split(key)
-        # Under jax.distributed every process draws its own share of each batch: its own
-        # shuffling and simulator keys (one process keeps the keys it always had).
-        own = (lambda k: k) if place.parts == 1 else (lambda k: jr.fold_in(k, place.part))
-        source, val = _source(x, cond, batch_size // place.parts, validation, own(split_key), own(shuffle_key))
-        # The transform's keys: one per step, folded from a key of their own, so a resumed run
-        # draws the same noise as an uninterrupted one; validation uses one fixed key.
-        noise_key, val_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
-        prepare = _prepare(transform)
+    replicate = place.replicate
+    split_key, shuffle_key = jr.split(key)
+    # Under jax.distributed every process draws its own share of each batch: its own
+    # shuffling and simulator keys (one process keeps the keys it always had).
+    own = (lambda k: k) if place.parts == 1 else (lambda k: jr.fold_in(k, place.part))
+    source, val = _source(x, cond, batch_size // place.parts, validation, own(split_key), own(shuffle_key))
+    # The transform's keys: one per step, folded from a key of their own, so a resumed run
+    # draws the same noise as an uninterrupted one; validation uses one fixed key.
+    noise_key, val_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
+    prepare = _prepare(transform)
 
-        stream = source(0)
-        first = next(stream)
-        reference = describe(first)
-        if check_inputs:
-            check_batch(0, first, reference)
-            if val is not None:
-                check_batch(0, tuple(val) + (None,) * (2 - len(val)), reference, where="in the validation set")
-        if place.parts > 1:
-            _same_on_every_process(reference, val)
-            val = None if val is None else _placed_validation(place, val)
-        if initialize:
-            # On the devices, split like every batch: with space > 1 the first batch may not
-            # fit one device (eager operations on split arrays run split too).
-            flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place.batch(first)))
-        flow = replicate(flow)
-        # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
-        # evaluation runs the model without one (inference mode).
-        init, step = make_step(
-            lambda f, step_key, *batch: loss(with_step_key(f, step_key), *prepare(step_key, *batch)), optimizer
-        )
-        opt_state = replicate(init(flow))
-        history = {"train": [], "val": []}
-        start, stream = 0, itertools.chain([first], stream)
-        resumed = load_checkpoint(checkpoint, flow, opt_state, steps)
-        if resumed is not None:
-            flow, opt_state, start, saved = resumed
-            flow, opt_state = replicate(flow), replicate(opt_state)
-            history.update(saved)
-            stream = source(start) if start > 0 else stream  # the data stream continues where it stopped
-        if check_reconstruction_every is not None:
-            history["reconstruction"] = []
-
-        def args():
-            for i, batch in enumerate(stream, start):
-                if check_inputs and i > 0:
-                    check_batch(i, batch, reference)
-                yield (jr.fold_in(noise_key, i), *place.batch(batch))
-
-        monitors = []
-        if check_reconstruction_every is not None:
-            monitors.append(reconstruction_monitor(check_reconstruction_every, reconstruction_tol, prepare))
-        stopping = None
+    stream = source(0)
+    first = next(stream)
+    reference = describe(first)
+    if check_inputs:
+        check_batch(0, first, reference)
         if val is not None:
-            evaluate = eqx.filter_jit(lambda f, *batch: loss(f, *prepare(val_key, *batch)))
-            stopping = EarlyStopping(lambda f: evaluate(f, *val), eval_every, steps, patience)
-            monitors.append(stopping)
-        if checkpoint is not None:
-            monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps, writes=place.writes))
-        flow, _ = train_loop(step, flow, opt_state, args(), steps=steps, start=start, history=history,
-                             monitors=monitors, progress=progress, name="fit")
-        return (flow if stopping is None else stopping.best(flow)), history
+            check_batch(0, tuple(val) + (None,) * (2 - len(val)), reference, where="in the validation set")
+    if place.parts > 1:
+        _same_on_every_process(reference, val)
+        val = None if val is None else _placed_validation(place, val)
+    if initialize:
+        # On the devices, split like every batch: with space > 1 the first batch may not
+        # fit one device (eager operations on split arrays run split too).
+        flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place.batch(first)))
+    flow = replicate(flow)
+    # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
+    # evaluation runs the model without one (inference mode).
+    init, step = make_step(
+        lambda f, step_key, *batch: loss(with_step_key(f, step_key), *prepare(step_key, *batch)), optimizer
+    )
+    step = place.traced(step)
+    opt_state = replicate(init(flow))
+    history = {"train": [], "val": []}
+    start, stream = 0, itertools.chain([first], stream)
+    resumed = load_checkpoint(checkpoint, flow, opt_state, steps)
+    if resumed is not None:
+        flow, opt_state, start, saved = resumed
+        flow, opt_state = replicate(flow), replicate(opt_state)
+        history.update(saved)
+        stream = source(start) if start > 0 else stream  # the data stream continues where it stopped
+    if check_reconstruction_every is not None:
+        history["reconstruction"] = []
+
+    def args():
+        for i, batch in enumerate(stream, start):
+            if check_inputs and i > 0:
+                check_batch(i, batch, reference)
+            yield (jr.fold_in(noise_key, i), *place.batch(batch))
+
+    monitors = []
+    if check_reconstruction_every is not None:
+        monitors.append(reconstruction_monitor(check_reconstruction_every, reconstruction_tol, prepare))
+    stopping = None
+    if val is not None:
+        evaluate = eqx.filter_jit(lambda f, *batch: loss(f, *prepare(val_key, *batch)))
+        stopping = EarlyStopping(lambda f: evaluate(f, *val), eval_every, steps, patience)
+        monitors.append(stopping)
+    if checkpoint is not None:
+        monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps, writes=place.writes))
+    flow, _ = train_loop(step, flow, opt_state, args(), steps=steps, start=start, history=history,
+                         monitors=monitors, progress=progress, name="fit")
+    return (flow if stopping is None else stopping.best(flow)), history
 
 
 def _same_on_every_process(reference, val) -> None:

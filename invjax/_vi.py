@@ -109,29 +109,29 @@ def fit_vi(
         raise ValueError(f"fit_vi: observations must be a non-empty array (N, ...), got {observations!r:.80}.")
     place = data_parallel(devices, batch_size, space, "fit_vi")
     per_part = batch_size // place.parts
-    with place.scope():  # traced under the mesh (see Placement.scope)
-        init, step = make_step(
-            lambda f, key, y: reverse_kl(with_step_key(f, key), key, log_target, shape, batch_size, y, mesh=place.mesh),
-            optimizer,
-        )
-        # Each process picks its share of the observations with a key of its own; the
-        # latents are drawn once for the whole batch, already split.
-        pick_key = key if place.parts == 1 else jr.fold_in(key, place.part)
+    init, step = make_step(
+        lambda f, key, y: reverse_kl(with_step_key(f, key), key, log_target, shape, batch_size, y, mesh=place.mesh),
+        optimizer,
+    )
+    step = place.traced(step)
+    # Each process picks its share of the observations with a key of its own; the
+    # latents are drawn once for the whole batch, already split.
+    pick_key = key if place.parts == 1 else jr.fold_in(key, place.part)
 
-        def args(key, pick_key):
-            while True:
-                key, draw, pick = jr.split(key, 3)
-                pick_key, own_pick = jr.split(pick_key) if place.parts > 1 else (pick_key, pick)
-                y = None
-                if observations is not None:
-                    y = observations[np.asarray(jr.randint(own_pick, (per_part,), 0, observations.shape[0]))]
-                    y = place.batch((y,))[0]
-                yield draw, y
+    def args(key, pick_key):
+        while True:
+            key, draw, pick = jr.split(key, 3)
+            pick_key, own_pick = jr.split(pick_key) if place.parts > 1 else (pick_key, pick)
+            y = None
+            if observations is not None:
+                y = observations[np.asarray(jr.randint(own_pick, (per_part,), 0, observations.shape[0]))]
+                y = place.batch((y,))[0]
+            yield draw, y
 
-        history = {"train": []}
-        flow = place.replicate(flow)
-        flow, _ = train_loop(step, flow, place.replicate(init(flow)), args(key, pick_key), steps=steps,
-                             history=history, progress=progress, name="fit_vi", label="KL+const")
+    history = {"train": []}
+    flow = place.replicate(flow)
+    flow, _ = train_loop(step, flow, place.replicate(init(flow)), args(key, pick_key), steps=steps,
+                         history=history, progress=progress, name="fit_vi", label="KL+const")
     return flow, history
 
 
