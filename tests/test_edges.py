@@ -151,3 +151,15 @@ def test_a_legacy_uint32_key_is_a_key():
     flow = ij.nets.RealNVP(2, 1, 8, key=jr.PRNGKey(0))
     legacy, typed = jr.PRNGKey(1), jr.wrap_key_data(jr.PRNGKey(1))
     np.testing.assert_array_equal(flow.sample(legacy, (3, 2)), flow.sample(typed, (3, 2)))
+
+
+def test_a_volume_of_more_than_2_to_the_31_positions_traces():
+    # ActNorm's and the 1x1 convolution's log-determinants scale by the number of positions,
+    # 2**32 here (the first level, after its squeeze): as a Python int it overflowed JAX's
+    # int32 conversion (found compiling a 3D Glow at 3584^3 for spatial_memory.py). Traced
+    # only: nothing is allocated.
+    with jax.enable_x64(False):  # as users run it: Python ints become int32
+        flow = ij.nets.Glow(1, 1, 1, 4, spatial_dims=3, key=jax.random.key(0))
+        x = jax.ShapeDtypeStruct((1, 1, 4096, 4096, 2048), jnp.float32)
+        z, logdet = jax.eval_shape(flow.forward, x)
+    assert z.shape == x.shape and logdet.shape == (1,) and logdet.dtype == jnp.float32

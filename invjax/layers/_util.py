@@ -12,9 +12,11 @@ def per_channel(v, ndim: int):
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def spatial_size(x) -> int:
-    """Number of positions per channel: ``H*W`` for images, 1 for vectors."""
-    return math.prod(x.shape[2:])
+def spatial_size(x) -> float:
+    """Number of positions per channel: ``H*W`` for images, 1 for vectors; a float (weakly
+    typed, so the product keeps the parameters' dtype): a count past ``2**31`` (a 2048^3
+    volume) as a Python int overflows JAX's int32 conversion."""
+    return float(math.prod(x.shape[2:]))
 
 
 def sum_per_sample(v):
