@@ -134,10 +134,13 @@ def pencil_gathers():
 def sampling():
     """``sample`` and ``posterior_draws`` with ``mesh=`` and ``fit_vi`` with ``space``, on
     4 devices as ``space=4`` and ``space=(2, 2)``, against one device."""
-    flow = ij.nets.Glow(1, 2, 1, 8, cond_channels=1, cond_spatial=True, key=_K)
-    cond = jr.normal(jr.key(2), (4, 1, 32, 16))
-    flow = flow.initialize(jr.normal(jr.key(1), (4, 1, 32, 16)), cond)
-    draw = eqx.filter_jit(lambda f, k, c, mesh: f.sample(k, (4, 1, 32, 16), c, mesh=mesh))
+    # Unconditional: no split input for XLA to propagate a layout from; the mesh alone
+    # must split the latent.
+    shape = (4, 1, 64, 32)
+    flow = ij.nets.Glow(1, 2, 1, 8, key=_K).initialize(jr.normal(jr.key(1), shape))
+    cond = None
+    draw = eqx.filter_jit(lambda f, k, c, mesh: f.sample(k, shape, c, mesh=mesh))
+    temp = lambda *args: draw.lower(*args).compile().compiled.memory_analysis().temp_size_in_bytes
     model = ij.nets.Summarized(ij.nets.RealNVP(4, 2, 8, cond_channels=4, key=_K), _cnn())
     observations = jr.normal(jr.key(3), (2, 1, 64, 32))
     posterior = lambda mesh: ij.diagnostics.posterior_draws(model, observations, 4, (4,), key=jr.key(4), mesh=mesh)
@@ -147,6 +150,7 @@ def sampling():
                                           steps=3, batch_size=4, progress=False, devices=devices,
                                           space=space)[1]["train"]
     out = {"1": {"sample": np.asarray(draw(flow, jr.key(7), cond, None)).ravel().tolist(),
+                 "sample_temp": temp(flow, jr.key(7), cond, None),
                  "posterior": np.asarray(posterior(None)).ravel().tolist(), "vi": vi(jax.devices()[:1], 1)}}
     for label, space in (("4", 4), ("2x2", (2, 2))):
         mesh = ij.device_mesh(jax.devices()[:4], space=space)
@@ -154,6 +158,7 @@ def sampling():
         samples = draw(f, jr.key(7), c, mesh)
         out[label] = {
             "sample": np.asarray(samples).ravel().tolist(), "sample_spec": str(samples.sharding.spec),
+            "sample_temp": temp(f, jr.key(7), c, mesh),
             "sample_gathers": _gathers(draw.lower(f, jr.key(7), c, mesh).compile().compiled.as_text()),
             "posterior": np.asarray(posterior(mesh)).ravel().tolist(),
             "posterior_gathers": _gathers(ij.diagnostics._draw.lower(

@@ -64,6 +64,7 @@ def test_sampling_posterior_draws_and_vi_split_over_space_equal_one_device():
         np.testing.assert_allclose(split["sample"], one["sample"], rtol=1e-5, atol=1e-5)
         assert "'space'" in split["sample_spec"] and ("'space2'" in split["sample_spec"]) == (label == "2x2")
         assert split["sample_gathers"] == [] and split["posterior_gathers"] == []
+        assert split["sample_temp"] <= 0.3 * one["sample_temp"], (split["sample_temp"], one["sample_temp"])
         np.testing.assert_allclose(split["posterior"], one["posterior"], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(split["vi"], one["vi"], rtol=1e-5)
 
