@@ -22,11 +22,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # Each process allocates what it needs (no pre-allocation), so the peaks are comparable.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 if [ "${1:-}" = "--spatial" ]; then
-  # Compiled per-device memory of a Glow step (4096^2 2D, 256^3 3D) with each sample split
-  # over the GPUs, and the largest sizes that fit 24 / 40 / 80 GiB per GPU.
+  # Compiled per-device memory of a Glow step (8192^2 and 16384^2 2D, 512^3 and 1024^3 3D)
+  # with each sample split over the GPUs (one axis; two where the count is a square), and
+  # the largest sizes that fit 24 / 40 / 80 GiB per GPU.
   shift
   gpus=$(nvidia-smi --list-gpus | wc -l)
-  counts=$(for n in 1 2 4 8 16; do [ "$n" -le "$gpus" ] && echo -n "$n "; done)
+  counts=$(for n in 1 2 4 8 16 64 256; do [ "$n" -le "$gpus" ] && echo -n "$n "; done)
   python benchmarks/spatial_memory.py --platform gpu --devices $counts --results benchmarks/results/gpu "$@"
   exit 0
 fi
