@@ -194,3 +194,123 @@ def test_every_statistic_is_exact_on_draws_whose_ranks_are_known():
     np.testing.assert_allclose(result["contraction"], 1 - (10 / 9) / np.array([[4.0, 2.0]] * 2), rtol=1e-14)
     np.testing.assert_array_equal(result["z"], 0.0)
     np.testing.assert_allclose(dx.recovery(draws, truth)["r2"], 1.0, rtol=1e-14)
+
+
+def test_log_gamma_is_the_band_as_one_number():
+    # Exact posterior: inside the band, log_gamma > 0; biased or over-confident: both say
+    # miscalibrated. Where the band says outside, log_gamma is below 0 (the same test).
+    exact = dx.sbc(*_draws())
+    assert exact["calibrated"] and np.all(exact["log_gamma"] > 0)
+    for scale, shift in ((0.5, 0.0), (1.0, 0.8)):
+        bad = dx.sbc(*_draws(scale, shift))
+        assert np.all(bad["log_gamma"] < 0) and bad["outside"].all()
+    for seed in range(5):
+        mixed = dx.sbc(*_draws(1.0, 0.25, seed=seed))
+        np.testing.assert_array_equal(mixed["outside"], mixed["log_gamma"] < 0)
+    # Exactly uniform ranks (each of 0 ... L equally often) are the best case.
+    draws, truth = _known_ranks(np.tile(np.arange(L + 1), 4)[:, None], L)
+    assert dx.sbc(draws, truth)["log_gamma"][0] > np.log(1 / 0.05)
+
+
+def test_calibration_error_matches_the_closed_form_of_a_too_narrow_posterior():
+    # Draws N(m, (s sd)^2) around an exact posterior N(m, sd^2): the central interval of level
+    # q covers the truth with probability 2 Phi(s z_q) - 1, z_q = Phi^-1((1 + q) / 2).
+    from scipy.stats import norm
+
+    levels = np.linspace(0.005, 0.995, 20)
+    for scale in (0.5, 1.0, 2.0):
+        expected = np.median(np.abs(2 * norm.cdf(scale * norm.ppf((1 + levels) / 2)) - 1 - levels))
+        rng = np.random.default_rng(1)
+        truth = rng.normal(size=(4000, 1))
+        draws = truth[:, None, :] * 0 + scale * rng.normal(size=(4000, 199, 1))  # posterior N(0, 1) for every truth
+        error = dx.calibration_error(draws, truth)
+        assert error.shape == (1,)
+        assert abs(error[0] - expected) < 0.02, (scale, error, expected)
+
+
+def test_c2st_matches_the_bayes_optimal_accuracy_of_two_gaussians():
+    # N(0, 1) against N(d, 1): the best classifier is right with probability Phi(d / 2).
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=1000)
+    assert abs(dx.c2st(x, rng.normal(size=1000)) - 0.5) < 0.05
+    assert abs(dx.c2st(x, rng.normal(size=1000) + 2.0) - norm.cdf(1.0)) < 0.04
+    with pytest.raises(ValueError, match="same D"):
+        dx.c2st(np.zeros((4, 2)), np.zeros((4, 3)))
+
+
+def test_mmd_matches_its_closed_form_and_the_test_rejects_a_shift():
+    # 1-D N(0, 1) against N(d, 1) with bandwidth h:
+    # MMD^2 = 2 h / sqrt(h^2 + 2) (1 - exp(-d^2 / (2 (h^2 + 2)))).
+    h, d = 1.0, 1.0
+    exact = 2 * h / np.sqrt(h**2 + 2) * (1 - np.exp(-(d**2) / (2 * (h**2 + 2))))
+    # Small sets, many repetitions: unbiased at any size (a biased estimate, e.g. one that
+    # keeps the Gram matrices' diagonals, is off by about 1 / n = 0.025 here).
+    values = [dx.mmd(np.random.default_rng(i).normal(size=40), np.random.default_rng(500 + i).normal(size=40) + d,
+                     bandwidth=h) for i in range(200)]
+    assert abs(np.mean(values) - exact) < 4 * np.std(values) / np.sqrt(len(values)), (np.mean(values), exact)
+    same = [dx.mmd(np.random.default_rng(i).normal(size=40), np.random.default_rng(500 + i).normal(size=40),
+                   bandwidth=h) for i in range(200)]
+    assert abs(np.mean(same)) < 4 * np.std(same) / np.sqrt(len(same))  # 0 in expectation
+    rng = np.random.default_rng(0)
+    simulated = rng.normal(size=(300, 3))
+    assert dx.misspecification_test(rng.normal(size=(100, 3)), simulated, permutations=200)["p_value"] > 0.05
+    shifted = dx.misspecification_test(rng.normal(size=(100, 3)) + 0.6, simulated, permutations=200)
+    assert shifted["p_value"] < 0.01 and shifted["null"].shape == (200,)
+
+
+def test_misspecification_test_compares_summaries_of_a_summarized_model():
+    import equinox as eqx
+    import jax
+
+    import invjax as ij
+
+    k1, k2 = jax.random.split(jax.random.key(0))
+    model = ij.nets.Summarized(ij.nets.RealNVP(2, 2, 8, cond_channels=3, key=k1),
+                               eqx.nn.MLP(5, 3, 16, 1, key=k2))
+    rng = np.random.default_rng(0)
+    simulated, observed = rng.normal(size=(200, 5)), rng.normal(size=(60, 5)) + 3.0
+    direct = dx.misspecification_test(np.asarray(model.condition(observed)), np.asarray(model.condition(simulated)),
+                                      permutations=50)
+    via_model = dx.misspecification_test(observed, simulated, model=model, permutations=50)
+    assert direct["mmd"] == pytest.approx(via_model["mmd"]) and via_model["p_value"] < 0.05
+
+
+def test_tarp_is_diagonal_for_an_exact_posterior_and_not_for_an_over_confident_one():
+    draws, truth = _draws()
+    exact = dx.tarp(draws, truth)
+    assert exact["ecp"][0] <= 0.01 and exact["ecp"][-1] == 1.0
+    assert exact["error"] < 1.63 / np.sqrt(N)  # the 99% Kolmogorov-Smirnov bound of uniform coverage values
+    assert dx.tarp(*_draws(scale=0.5))["error"] > 0.2
+    assert dx.tarp(*_draws(scale=2.0))["error"] > 0.2
+    rng = np.random.default_rng(3)
+    with_prior = dx.tarp(draws, truth, references=rng.normal(size=truth.shape))  # prior draws as references
+    assert with_prior["error"] < 1.63 / np.sqrt(N)
+    with pytest.raises(ValueError, match="references must have the truth's shape"):
+        dx.tarp(draws, truth, references=np.zeros((3, 2)))
+
+
+def test_the_new_plots_draw_and_diagnose_gives_a_table_and_a_figure():
+    import jax
+    import matplotlib
+
+    import invjax as ij
+
+    matplotlib.use("Agg")
+    draws, truth = _draws()
+    assert dx.plot_tarp(dx.tarp(draws, truth)).axes
+    assert dx.plot_rank_histogram(dx.sbc(draws, truth), names=["a", "b", "c"]).axes
+    assert len(dx.plot_pairs(draws[0], truth[0], names=["a", "b", "c"]).axes) == 9
+    history = {"train": list(np.linspace(3, 1, 120)), "val": [(50, 2.0), (100, 1.5)]}
+    assert dx.plot_losses(history).axes
+    with pytest.raises(ValueError, match="no training losses"):
+        dx.plot_losses({"train": []})
+    with pytest.raises(ValueError, match="one value per quantity"):
+        dx.plot_pairs(draws[0], truth[0, :2])
+    flow = ij.nets.RealNVP(2, 2, 8, cond_channels=2, key=jax.random.key(0))
+    y = np.random.default_rng(0).normal(size=(40, 2))
+    result = dx.diagnose(flow, y * 0.5, y, key=jax.random.key(1), draws=50, names=["mu", "sigma"])
+    assert result["draws"].shape == (40, 50, 2) and len(result["rows"]) == 2
+    assert result["table"].splitlines()[2].startswith("| mu |") and "TARP error" in result["table"]
+    assert result["figure"].axes
