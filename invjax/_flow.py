@@ -144,6 +144,28 @@ class AbstractFlow(AbstractStrictModule):
         return leaves[0].dtype if leaves else jnp.zeros(()).dtype
 
 
+class AbstractWrappedFlow(AbstractFlow):
+    """A flow that wraps another, ``flow``, and changes its inputs or outputs
+    (``ij.nets.Constrained``, ``ij.nets.Standardized``): the base distribution and a
+    stochastic summary network's key pass through to the flow inside."""
+
+    flow: eqx.AbstractVar[AbstractFlow]
+
+    @property
+    def base(self) -> AbstractDistribution:
+        """The flow's base distribution."""
+        return self.flow.base
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the flow inside has a stochastic summary network (``Summarized``)."""
+        return getattr(self.flow, "stochastic", False)
+
+    def with_key(self, key):
+        """This model with the key of its stochastic summary network (``ij.fit`` sets it per step)."""
+        return eqx.tree_at(lambda m: m.flow, self, self.flow.with_key(key))
+
+
 class AbstractNetwork(AbstractFlow):
     """A flow whose map is one invjax layer, ``body``, run by ``backprop``.
 

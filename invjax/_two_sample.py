@@ -50,7 +50,9 @@ def c2st(x, y, *, seed: int = 0, folds: int = 5, hidden: int | None = None, epoc
         seed: the folds', initialisation's and minibatches' randomness.
         folds: cross-validation folds, >= 2.
         hidden: width of the hidden layers; default ``10 * D``.
-        epochs, batch_size, learning_rate: the classifier's training.
+        epochs: passes over each fold's training data.
+        batch_size: samples per Adam step.
+        learning_rate: Adam's.
 
     Returns:
         The accuracy, a float in ``[0, 1]``: about 0.5 when the sets come from one

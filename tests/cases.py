@@ -43,6 +43,9 @@ def _mlp_of_width_5(in_channels, out_channels, *, key):
     return L.MLP(in_channels, out_channels, 5, depth=1, key=key)
 
 
+_SPLINE = L.RationalQuadraticSpline(bins=3, bound=1.0)
+
+
 def _stack(key):
     step = lambda k: L.Chain([L.ActNorm(4), L.Permute(4, key=k), L.AffineCoupling(4, 8, spatial_dims=0, key=k)])
     return _flow(L.Stack(step, 3, key=key))
@@ -61,9 +64,29 @@ CASES = {
                                        (2, 3, 4, 4)),
     "realnvp_uncentred_sigmoid": (
         lambda k: ij.nets.RealNVP(4, 2, 8, key=k, scale=L.SigmoidScale(0.5, 1.0, centred=False)), (3, 4)),
+    "bounded_exp_then_softplus_vector": (  # reals -> box by one map, box -> reals by another: any real goes in
+        lambda k: _flow(L.Chain([L.Invert(L.Bounded([0.0, -jnp.inf, 0.5, -1.0], [1.0, 2.0, jnp.inf, jnp.inf],
+                                                    one_sided="exp")),
+                                 L.Bounded([0.0, -jnp.inf, 0.5, -1.0], [1.0, 2.0, jnp.inf, jnp.inf])])),
+        (3, 4)),
     "elementwise_affine_image": (lambda k: _flow(L.ElementwiseAffine((2, 3, 3))), (2, 2, 3, 3)),
     "affine_coupling_volume": (lambda k: _flow(L.AffineCoupling(2, 4, spatial_dims=3, key=k)), (2, 2, 2, 2, 2)),
     "additive_coupling_image": (lambda k: _flow(L.AdditiveCoupling(4, 4, key=k)), (2, 4, 2, 2)),
+    # Spline couplings on a small interval, so that the inputs fall both inside it and on the tails.
+    "spline_coupling_vector_cond": (
+        lambda k: _flow(L.SplineCoupling(4, 8, spatial_dims=0, key=k, cond_channels=2, spline=_SPLINE),
+                        conditional=True),
+        (3, 4),
+        (3, 2),
+    ),
+    "spline_coupling_image": (lambda k: _flow(L.SplineCoupling(3, 4, key=k, spline=_SPLINE)), (2, 3, 2, 2)),
+    "spline_coupling_volume": (lambda k: _flow(L.SplineCoupling(2, 4, spatial_dims=3, key=k, spline=_SPLINE)),
+                               (2, 2, 2, 2, 2)),
+    "conditional_hint_spline_vector": (
+        lambda k: ij.nets.ConditionalHINT(2, 1, 4, cond_channels=2, key=k, spatial_dims=0, transform=_SPLINE),
+        (3, 2),
+        (3, 2),
+    ),
     "squeeze_image": (lambda k: _flow(L.Squeeze()), (2, 1, 4, 4)),
     "squeeze_volume": (lambda k: _flow(L.Squeeze()), (2, 1, 2, 2, 4)),
     "haar_image": (lambda k: _flow(L.HaarSqueeze()), (2, 2, 2, 4)),
@@ -227,7 +250,8 @@ CASES = {
 # keeps a fast case.
 SLOW_CASES = frozenset({
     "conditional_glow_vector_cond", "conditional_hint_image", "conditional_hint_net_vector_cond",
-    "conditional_hint_signal", "conditional_hint_volume", "glow_checkerboard_image", "glow_dense_vector_cond",
+    "conditional_hint_signal", "conditional_hint_spline_vector", "conditional_hint_volume", "glow_checkerboard_image",
+    "glow_dense_vector_cond",
     "glow_householder_haar", "glow_signal", "glow_unsqueezed_image", "glow_volume",
     "hint_custom_conditioner_vector", "hint_expclamp_vector", "hint_image", "hint_vector", "hint_volume",
     "hyperbolic_image", "hyperbolic_volume", "irim_image", "irim_volume", "iunet_image", "iunet_signal",
@@ -250,6 +274,7 @@ _KEY = jr.key(0)
 # name: (depth -> flow, x shape, cond shape or None). Tiny shapes: the ratios are what count.
 NETWORKS = {
     "glow": (lambda d: ij.nets.Glow(1, 3, d, 8, key=_KEY), (2, 1, 16, 16), None),
+    "glow_spline": (lambda d: ij.nets.Glow(1, 3, d, 8, key=_KEY, transform=_SPLINE), (2, 1, 16, 16), None),
     "conditional_glow": (lambda d: ij.nets.Glow(1, 2, d, 8, cond_channels=3, key=_KEY), (2, 1, 8, 8), (2, 3)),
     "realnvp": (lambda d: ij.nets.RealNVP(8, d, 16, key=_KEY), (4, 8), None),
     "conditional_realnvp": (lambda d: ij.nets.RealNVP(8, d, 16, cond_channels=2, key=_KEY), (4, 8), (4, 2)),

@@ -88,7 +88,9 @@ def run(name):
         mesh = ij.device_mesh(jax.devices()[:4], space=space)
         placed = (ij.replicate(params, mesh), *ij.shard_batch((x, cond), mesh))
         runs.append((label, placed))
-        result[f"x_sharding_{label}"] = str(placed[1].sharding.spec)
+        # The layout of the widest input (the observations of a vector x's Summarized model).
+        widest_placed = max((a for a in placed[1:] if a is not None), key=lambda a: a.ndim)
+        result[f"x_sharding_{label}"] = str(widest_placed.sharding.spec)
     for n, args in runs:
         compiled = step.lower(*args).compile()
         value, grads = compiled(*args)

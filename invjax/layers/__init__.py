@@ -2,13 +2,14 @@
 
 from .._layer import AbstractBasicLayer, AbstractLayer
 from .actnorm import ActNorm
+from .bounded import Bounded
 from .chain import Chain
 from .composite import AbstractComposite
 from .conditional_hint import ConditionalHINTStep
 from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
-from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling
+from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling, SplineCoupling
 from .elementwise_affine import ElementwiseAffine
 from .gradient_step import GradientStep
 from .hint import HINTCoupling
@@ -18,6 +19,7 @@ from .map_cond import MapCond
 from .on_channels import FactorOut, OnChannels
 from .permute import Permute
 from .scales import AbstractScale, ExpClampScale, SigmoidScale
+from .spline import RationalQuadraticSpline
 from .squeeze import CheckerboardSqueeze, ColumnSqueeze, HaarSqueeze, PatchSqueeze, Squeeze, SubbandHaarSqueeze
 from .stack import Stack
 
@@ -31,6 +33,7 @@ __all__ = [
     "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
+    "Bounded",
     "Chain",
     "CheckerboardSqueeze",
     "ColumnSqueeze",
@@ -51,8 +54,10 @@ __all__ = [
     "OnChannels",
     "PatchSqueeze",
     "Permute",
+    "RationalQuadraticSpline",
     "ResidualBlock",
     "SigmoidScale",
+    "SplineCoupling",
     "Squeeze",
     "Stack",
     "SubbandHaarSqueeze",

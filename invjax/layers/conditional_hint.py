@@ -12,40 +12,40 @@ from ._lane import Lane
 from .actnorm import ActNorm
 from .chain import Chain
 from .composite import AbstractComposite
-from .conditioners import build_conditioner, check_make_conditioner
+from .conditioners import check_make_conditioner
 from .conv1x1 import Conv1x1
-from .coupling import AffineCoupling
+from .coupling import make_coupling
 from .hint import HINTCoupling, check_permute
 from .on_channels import OnChannels
 from .scales import AbstractScale, SigmoidScale, check_scale
+from .spline import RationalQuadraticSpline, check_transform
 
 
 def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, key, spatial_dims: int = 2,
                           permute: str = "lower", scale: AbstractScale = SigmoidScale(),
-                          make_conditioner=None) -> Chain:
+                          transform: RationalQuadraticSpline | None = None, make_conditioner=None) -> Chain:
     """One step on the joint state ``concat([y, x], axis=1)`` (the body of :class:`ConditionalHINTStep`).
 
     ``y`` lane: ActNorm, Householder 1x1 convolution, HINT coupling. ``x`` lane: the same,
     then an affine coupling of ``x`` given the ``y`` lane's input to its HINT coupling, as
     InvertibleNetworks.jl's ``ConditionalLayerHINT``. ``y`` never depends on ``x``: the
     Jacobian is block triangular. ``permute`` is the lane HINT couplings'; every coupling
-    has the scale ``scale``.
+    has the scale ``scale``, or is a spline coupling where ``transform`` is a spline.
     """
     cy, cx = cond_channels, in_channels
     k_py, k_px, k_hx, k_xy, k_hy = jr.split(key, 5)
     on_y = lambda layer: Lane(OnChannels(layer, 0, cy), "y")
     on_x = lambda layer: Lane(OnChannels(layer, cy, cy + cx), "x")
     hint = lambda c, k: HINTCoupling(c, hidden, key=k, spatial_dims=spatial_dims, permute=permute, scale=scale,
-                                     make_conditioner=make_conditioner)
-    joint = build_conditioner(make_conditioner, cy, 2 * cx, k_xy)
+                                     transform=transform, make_conditioner=make_conditioner)
     return Chain([
         on_x(ActNorm(cx)),
         on_y(ActNorm(cy)),
         on_y(Conv1x1(cy, key=k_py)),
         on_x(Conv1x1(cx, key=k_px)),
         on_x(hint(cx, k_hx)),
-        Lane(AffineCoupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy, scale=scale,
-                            conditioner=joint), "x"),
+        Lane(make_coupling(cy + cx, hidden, spatial_dims=spatial_dims, key=k_xy, split=cy, scale=scale,
+                           transform=transform, make_conditioner=make_conditioner), "x"),
         on_y(hint(cy, k_hy)),
     ])
 
@@ -74,6 +74,9 @@ class ConditionalHINTStep(AbstractComposite):
             ``"lower"`` (default), ``"none"`` (Julia's), ``"both"`` or ``"full"``.
         scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``);
             Julia's ``activation=`` (see :class:`AffineCoupling`).
+        transform: ``None`` (default: affine couplings) or
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`SplineCoupling` (``scale`` unused).
         make_conditioner: ``None`` (default: each coupling's default conditioner) or a
             function ``(in_channels, out_channels, *, key) -> module`` that builds every
             coupling's conditioner, a per-sample module (see :class:`AffineCoupling`);
@@ -98,9 +101,11 @@ class ConditionalHINTStep(AbstractComposite):
     spatial_dims: int = eqx.field(static=True)
     permute: str = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     def __init__(self, in_channels: int, hidden: int, *, cond_channels: int, key, spatial_dims: int = 2,
-                 permute: str = "lower", scale: AbstractScale = SigmoidScale(), make_conditioner=None):
+                 permute: str = "lower", scale: AbstractScale = SigmoidScale(),
+                 transform: RationalQuadraticSpline | None = None, make_conditioner=None):
         name = "ConditionalHINTStep"
         if not all(isinstance(c, int) and c >= 2 for c in (in_channels, cond_channels)):
             raise ValueError(
@@ -109,8 +114,10 @@ class ConditionalHINTStep(AbstractComposite):
         check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
         check_permute(name, permute)
         self.scale = check_scale(name, scale)
+        self.transform = check_transform(name, transform)
         check_make_conditioner(name, make_conditioner)
         self.body = conditional_hint_step(in_channels, cond_channels, hidden, key=key, spatial_dims=spatial_dims,
-                                          permute=permute, scale=scale, make_conditioner=make_conditioner)
+                                          permute=permute, scale=scale, transform=transform,
+                                          make_conditioner=make_conditioner)
         self.in_channels, self.hidden, self.cond_channels = in_channels, hidden, cond_channels
         self.spatial_dims, self.permute = spatial_dims, permute

@@ -1,4 +1,5 @@
-"""Affine and additive coupling layers (Dinh et al., 2017), with a fused backward."""
+"""Affine, additive (Dinh et al., 2017) and rational-quadratic spline (Durkan et al., 2019)
+coupling layers, with a fused backward."""
 
 
 import abc
@@ -10,8 +11,9 @@ import jax.numpy as jnp
 from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._util import split_channels, sum_per_sample
-from .conditioners import default_conditioner
+from .conditioners import build_conditioner, default_conditioner
 from .scales import AbstractScale, SigmoidScale, check_scale
+from .spline import RationalQuadraticSpline, check_transform
 
 
 class AbstractCoupling(AbstractLayer):
@@ -108,6 +110,18 @@ def _with_cond(name, x1, cond, cond_channels):
     return jnp.concatenate([x1, cond.astype(x1.dtype)], axis=1)
 
 
+def _set_sizes(coupling, in_channels, hidden, spatial_dims, conditioner, cond_channels, split, per_element, key):
+    """Check and store a coupling's sizes; build its default conditioner, ``per_element``
+    outputs for each transformed channel, if none is given."""
+    half = check_split(type(coupling).__name__, in_channels, spatial_dims, split)
+    coupling.in_channels, coupling.spatial_dims = in_channels, spatial_dims
+    coupling.cond_channels, coupling.split = cond_channels, half
+    if conditioner is None:
+        conditioner = default_conditioner(half + cond_channels, per_element * (in_channels - half), hidden,
+                                          spatial_dims, key=key)
+    coupling.conditioner = conditioner
+
+
 def check_split(name, in_channels, spatial_dims, split=None):
     """Validate a coupling's sizes; returns the number of kept channels."""
     if in_channels < 2:
@@ -167,15 +181,8 @@ class AffineCoupling(AbstractCoupling):
         cond_channels: int = 0,
         split: int | None = None,
     ):
-        half = check_split("AffineCoupling", in_channels, spatial_dims, split)
         self.scale = check_scale("AffineCoupling", scale)
-        self.in_channels, self.spatial_dims = in_channels, spatial_dims
-        self.cond_channels, self.split = cond_channels, half
-        if conditioner is None:
-            conditioner = default_conditioner(
-                half + cond_channels, 2 * (in_channels - half), hidden, spatial_dims, key=key
-            )
-        self.conditioner = conditioner
+        _set_sizes(self, in_channels, hidden, spatial_dims, conditioner, cond_channels, split, 2, key)
 
     def _scale_shift(self, h):
         raw, shift = jnp.split(h, 2, axis=1)
@@ -207,15 +214,96 @@ class AdditiveCoupling(AbstractCoupling):
         self, in_channels: int, hidden: int, *, key, spatial_dims: int = 2, conditioner=None, cond_channels: int = 0,
         split: int | None = None,
     ):
-        half = check_split("AdditiveCoupling", in_channels, spatial_dims, split)
-        self.in_channels, self.spatial_dims = in_channels, spatial_dims
-        self.cond_channels, self.split = cond_channels, half
-        if conditioner is None:
-            conditioner = default_conditioner(half + cond_channels, in_channels - half, hidden, spatial_dims, key=key)
-        self.conditioner = conditioner
+        _set_sizes(self, in_channels, hidden, spatial_dims, conditioner, cond_channels, split, 1, key)
 
     def _transform(self, h, x2):
         return x2 + h, jnp.zeros(x2.shape[:1], x2.dtype)
 
     def _inverse_transform(self, h, y2):
         return y2 - h, jnp.zeros(y2.shape[:1], y2.dtype)
+
+
+class SplineCoupling(AbstractCoupling):
+    """``y2 = RQS(x2; h(x1))``: a rational-quadratic spline coupling (Durkan et al., 2019).
+
+    Each transformed element gets its own monotone spline (:class:`RationalQuadraticSpline`:
+    ``K`` bins on ``[-B, B]``, the identity outside) whose ``3K - 1`` parameters the
+    conditioner computes from the kept channels. Inverse and log-determinant are analytic
+    (a quadratic's root per element; the sum of ``log dy/dx`` over the transformed
+    channels). A new coupling is the identity (zero conditioner output: equal bins, unit
+    derivatives). The backward is :class:`AbstractCoupling`'s fused one.
+
+    Args:
+        in_channels: ``C`` (at least 2); the first ``C // 2`` condition the rest.
+        hidden: hidden width of the default conditioner.
+        key: PRNG key.
+        spatial_dims: 0 for vectors ``(B, C)``, 1 for signals, 2 for images (default), 3
+            for volumes.
+        conditioner: optional per-sample module mapping ``(split + K, *spatial)`` to
+            ``((3 bins - 1) * (C - split), *spatial)`` (parameter-major: the first
+            ``C - split`` channels are every element's first width parameter, and so on);
+            replaces the default.
+        spline: the spline, a value (default ``ij.layers.RationalQuadraticSpline(bins=8,
+            bound=3.0)``).
+        cond_channels: ``K``; if positive the layer is conditional (as :class:`AffineCoupling`).
+        split: how many leading channels are kept (default ``C // 2``).
+
+    Shapes: ``(B, C, *spatial)`` -> same. logdet: ``sum(log dy2/dx2)`` per sample.
+    """
+
+    conditioner: eqx.Module
+    in_channels: int = eqx.field(static=True)
+    spatial_dims: int = eqx.field(static=True)
+    spline: RationalQuadraticSpline
+    cond_channels: int = eqx.field(static=True)
+    split: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        *,
+        key,
+        spatial_dims: int = 2,
+        conditioner: eqx.Module | None = None,
+        spline: RationalQuadraticSpline = RationalQuadraticSpline(),
+        cond_channels: int = 0,
+        split: int | None = None,
+    ):
+        if not isinstance(spline, RationalQuadraticSpline):
+            raise ValueError(f"SplineCoupling: spline must be an ij.layers.RationalQuadraticSpline, got {spline!r}.")
+        self.spline = spline
+        _set_sizes(self, in_channels, hidden, spatial_dims, conditioner, cond_channels, split,
+                   spline.params_per_element, key)
+
+    def _params(self, h, v):
+        """The conditioner output ``(B, P n, *spatial)`` as ``(B, P, n, *spatial)``, ``P = 3K - 1``."""
+        count = self.spline.params_per_element
+        if h.shape[1] != count * v.shape[1]:
+            raise ValueError(f"SplineCoupling: the conditioner gave {h.shape[1]} channels; a spline of "
+                             f"{self.spline.bins} bins needs (3 * bins - 1) * {v.shape[1]} = {count * v.shape[1]}.")
+        return h.reshape(h.shape[:1] + (count, v.shape[1]) + h.shape[2:])
+
+    def _transform(self, h, x2):
+        y2, log_derivative = self.spline(self._params(h, x2), x2)
+        return y2, sum_per_sample(log_derivative)
+
+    def _inverse_transform(self, h, y2):
+        x2, log_derivative = self.spline.inverse(self._params(h, y2), y2)
+        return x2, sum_per_sample(log_derivative)
+
+
+def make_coupling(in_channels: int, hidden: int, *, key, spatial_dims: int, cond_channels: int = 0,
+                  split: int | None = None, scale: AbstractScale = SigmoidScale(),
+                  transform: RationalQuadraticSpline | None = None, make_conditioner=None) -> AbstractCoupling:
+    """The coupling a network or composite layer builds: an :class:`AffineCoupling` with
+    ``scale`` (``transform=None``) or a :class:`SplineCoupling` with the spline ``transform``;
+    its conditioner from ``make_conditioner`` (``None``: the coupling's default)."""
+    check_transform("make_coupling", transform)
+    half = in_channels // 2 if split is None else split
+    per_element = 2 if transform is None else transform.params_per_element
+    conditioner = build_conditioner(make_conditioner, half + cond_channels, per_element * (in_channels - half), key)
+    common = dict(spatial_dims=spatial_dims, key=key, cond_channels=cond_channels, split=split, conditioner=conditioner)
+    if transform is None:
+        return AffineCoupling(in_channels, hidden, scale=scale, **common)
+    return SplineCoupling(in_channels, hidden, spline=transform, **common)

@@ -8,12 +8,13 @@ import jax.random as jr
 from .._layer import AbstractLayer
 from .chain import Chain
 from .composite import AbstractComposite
-from .conditioners import build_conditioner, check_make_conditioner
+from .conditioners import check_make_conditioner
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1
-from .coupling import AffineCoupling, check_split
+from .coupling import check_split, make_coupling
 from .on_channels import OnChannels
 from .scales import AbstractScale, SigmoidScale, check_scale
+from .spline import RationalQuadraticSpline, check_transform
 
 PERMUTES = ("none", "lower", "both", "full")
 
@@ -24,25 +25,25 @@ def check_permute(name: str, permute) -> str:
     return permute
 
 
-def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, make_conditioner,
+def _hint(channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, transform, make_conditioner,
           key) -> AbstractLayer:
-    """The recursion on ``channels`` channels; every coupling has the scale ``scale``."""
+    """The recursion on ``channels`` channels; every coupling has the scale ``scale`` (or is
+    a spline coupling, where ``transform`` is a spline)."""
     k_perm, k_coupling, k_upper, k_lower = jr.split(key, 4)
     half = channels // 2
     recurse = channels > min_channels
     # Recursive calls are unpermuted, as in InvertibleNetworks.jl.
-    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, scale, make_conditioner, k)
+    sub = lambda c, k: _hint(c, hidden, spatial_dims, cond_channels, "none", min_channels, scale, transform,
+                             make_conditioner, k)
     layers = []
     if permute == "lower":
         layers.append(OnChannels(Conv1x1(channels - half, key=k_perm), half, channels))
     if recurse:
         layers.append(OnChannels(sub(channels - half, k_lower), half, channels))
     # The lower half is coupled to the *input* upper half, so the upper recursion comes after.
-    layers.append(
-        AffineCoupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling, cond_channels=cond_channels,
-                       scale=scale, conditioner=build_conditioner(make_conditioner, half + cond_channels,
-                                                                  2 * (channels - half), k_coupling))
-    )
+    layers.append(make_coupling(channels, hidden, spatial_dims=spatial_dims, key=k_coupling,
+                                cond_channels=cond_channels, scale=scale, transform=transform,
+                                make_conditioner=make_conditioner))
     if recurse:
         layers.append(OnChannels(sub(half, k_upper), 0, half))
     body = Chain(layers)
@@ -82,6 +83,9 @@ class HINTCoupling(AbstractComposite):
             InvertibleNetworks.jl's ``activation=SigmoidLayer(low=, high=)`` is
             ``ij.layers.SigmoidScale(low, high, centred=False)``, its ``ExpClampLayer()``
             ``ij.layers.ExpClampScale()``.
+        transform: ``None`` (default: affine couplings, with ``scale``) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`SplineCoupling` (``scale`` unused).
         make_conditioner: ``None`` (default: each coupling's default conditioner) or a
             function ``(in_channels, out_channels, *, key) -> module`` that builds every
             coupling's conditioner, a per-sample module (see :class:`~invjax.layers.AffineCoupling`);
@@ -100,6 +104,7 @@ class HINTCoupling(AbstractComposite):
     min_channels: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     def __init__(
         self,
@@ -112,15 +117,17 @@ class HINTCoupling(AbstractComposite):
         min_channels: int = 4,
         cond_channels: int = 0,
         scale: AbstractScale = SigmoidScale(),
+        transform: RationalQuadraticSpline | None = None,
         make_conditioner=None,
     ):
         check_permute("HINTCoupling", permute)
         self.scale = check_scale("HINTCoupling", scale)
+        self.transform = check_transform("HINTCoupling", transform)
         check_split("HINTCoupling", in_channels, spatial_dims)
         if min_channels < 2:
             raise ValueError(f"HINTCoupling: min_channels must be at least 2, got {min_channels}.")
         check_make_conditioner("HINTCoupling", make_conditioner)
-        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale,
+        self.body = _hint(in_channels, hidden, spatial_dims, cond_channels, permute, min_channels, scale, transform,
                           make_conditioner, key)
         self.in_channels, self.hidden, self.spatial_dims, self.permute = in_channels, hidden, spatial_dims, permute
         self.min_channels, self.cond_channels = min_channels, cond_channels

@@ -26,6 +26,7 @@ from ..layers.conditional_hint import conditional_hint_step
 from ..layers.conditioners import check_make_conditioner
 from ..layers.hint import check_permute
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
+from ..layers.spline import RationalQuadraticSpline, check_transform
 from ._multiscale import multiscale
 from ._options import check_layer_class, check_positive
 
@@ -139,9 +140,10 @@ class AbstractJointFlow(AbstractFlow):
         return eqx.tree_at(lambda f: f.body, self, body)
 
 
-def _check_step_options(name, permute, scale, make_conditioner):
+def _check_step_options(name, permute, scale, transform, make_conditioner):
     check_permute(name, permute)
     check_scale(name, scale)
+    check_transform(name, transform)
     check_make_conditioner(name, make_conditioner)
 
 
@@ -174,6 +176,9 @@ class ConditionalHINT(AbstractJointFlow):
             ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
             ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
             ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``).
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
         make_conditioner: ``None`` (default) or a function ``(in_channels, out_channels, *,
             key) -> module`` building every coupling's conditioner (see
             :class:`~invjax.layers.HINTCoupling`; e.g. InvertibleNetworks.jl's 3-3-3 blocks).
@@ -201,22 +206,26 @@ class ConditionalHINT(AbstractJointFlow):
     spatial_dims: int = eqx.field(static=True)
     permute: str = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     divisible_by: ClassVar[int] = 1
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, permute: str = "lower", scale: AbstractScale = SigmoidScale(),
-                 make_conditioner=None, base=StandardNormal(), backprop=Invertible()):
+                 transform: RationalQuadraticSpline | None = None, make_conditioner=None, base=StandardNormal(),
+                 backprop=Invertible()):
         name = "ConditionalHINT"
         check_spatial_dims(name, spatial_dims, (0, 1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 2, depth=depth, hidden=hidden)
-        _check_step_options(name, permute, scale, make_conditioner)
+        _check_step_options(name, permute, scale, transform, make_conditioner)
         make = lambda k: conditional_hint_step(in_channels, cond_channels, hidden, key=k, spatial_dims=spatial_dims,
-                                               permute=permute, scale=scale, make_conditioner=make_conditioner)
+                                               permute=permute, scale=scale, transform=transform,
+                                               make_conditioner=make_conditioner)
         self.body = Stack(make, depth, key=key)
         self.base, self.backprop = check_flow_options(name, base, backprop)
         self.in_channels, self.depth, self.hidden = in_channels, depth, hidden
         self.cond_channels, self.spatial_dims, self.permute, self.scale = cond_channels, spatial_dims, permute, scale
+        self.transform = transform
 
 
 class MultiscaleConditionalHINT(AbstractJointFlow):
@@ -244,6 +253,8 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
             :class:`ConditionalHINT`'s.
         scale: every coupling's scale, a value (default ``ij.layers.SigmoidScale()``), as
             :class:`ConditionalHINT`'s (InvertibleNetworks.jl's ``activation=``).
+        transform: ``None`` (default) or ``ij.layers.RationalQuadraticSpline(bins, bound)``,
+            as :class:`ConditionalHINT`'s.
         split_scales: ``True`` (default): factor half of each lane out after every level
             but the last; ``False`` (InvertibleNetworks.jl's default): squeeze at every
             level and keep every channel.
@@ -267,21 +278,23 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
     permute: str = eqx.field(static=True)
     scale: AbstractScale
     split_scales: bool = eqx.field(static=True)
+    transform: RationalQuadraticSpline | None
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, cond_channels: int, key,
                  spatial_dims: int = 2, squeeze: type = HaarSqueeze, permute: str = "lower",
-                 scale: AbstractScale = SigmoidScale(), split_scales: bool = True, make_conditioner=None,
+                 scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
+                 transform: RationalQuadraticSpline | None = None, make_conditioner=None,
                  base=StandardNormal(), backprop=Invertible()):
         name = "MultiscaleConditionalHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         _check_sizes(name, in_channels, cond_channels, 1, levels=levels, depth=depth, hidden=hidden)
         check_layer_class(name, "squeeze", squeeze)
-        _check_step_options(name, permute, scale, make_conditioner)
+        _check_step_options(name, permute, scale, transform, make_conditioner)
 
         def step(lanes, _, key):
             cy, cx = lanes
             return conditional_hint_step(cx, cy, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                                         scale=scale, make_conditioner=make_conditioner)
+                                         scale=scale, transform=transform, make_conditioner=make_conditioner)
 
         self.body = multiscale(step, (cond_channels, in_channels), levels, depth, spatial_dims, squeeze(), key=key,
                                factor_out=bool(split_scales))
@@ -289,6 +302,7 @@ class MultiscaleConditionalHINT(AbstractJointFlow):
         self.in_channels, self.levels, self.depth, self.hidden = in_channels, levels, depth, hidden
         self.cond_channels, self.spatial_dims, self.squeeze = cond_channels, spatial_dims, squeeze
         self.permute, self.scale, self.split_scales = permute, scale, bool(split_scales)
+        self.transform = transform
 
     @property
     def divisible_by(self) -> int:

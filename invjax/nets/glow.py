@@ -11,18 +11,22 @@ from .._checks import check_spatial_dims
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Conv1x1LU, Squeeze, Stack
+from ..layers import ActNorm, Chain, Conv1x1LU, Squeeze, Stack
+from ..layers.coupling import make_coupling
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
+from ..layers.spline import RationalQuadraticSpline, check_transform
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
 
 
 def glow_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, conv: type = Conv1x1LU,
-              cond_channels: int = 0, scale: AbstractScale = SigmoidScale()) -> Chain:
-    """One flow step: ActNorm, invertible 1x1 convolution, affine coupling."""
+              cond_channels: int = 0, scale: AbstractScale = SigmoidScale(),
+              transform: RationalQuadraticSpline | None = None) -> Chain:
+    """One flow step: ActNorm, invertible 1x1 convolution, affine coupling (spline coupling
+    where ``transform`` is a spline)."""
     k1, k2 = jr.split(key)
-    coupling = AffineCoupling(in_channels, hidden, spatial_dims=spatial_dims, key=k2, cond_channels=cond_channels,
-                              scale=scale)
+    coupling = make_coupling(in_channels, hidden, spatial_dims=spatial_dims, key=k2, cond_channels=cond_channels,
+                             scale=scale, transform=transform)
     return Chain([ActNorm(in_channels), conv(in_channels, key=k1), coupling])
 
 
@@ -58,6 +62,9 @@ class Glow(AbstractNetwork):
         scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``, in
             ``(0.5, 2)``, identity at initialisation); InvertibleNetworks.jl's
             ``glow_seismic.jl`` is ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``.
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
         split_scales: ``True`` (default): squeeze and factor out at every level; ``False``:
             one scale, ``levels * depth`` steps (needs ``C >= 2``).
         base: the base distribution (default ``ij.StandardNormal()``).
@@ -87,11 +94,12 @@ class Glow(AbstractNetwork):
     squeeze: type = eqx.field(static=True)
     scale: AbstractScale
     split_scales: bool = eqx.field(static=True)
+    transform: RationalQuadraticSpline | None
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, conv: type = Conv1x1LU,
                  squeeze: type = Squeeze, scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
-                 base=StandardNormal(), backprop=Invertible()):
+                 transform: RationalQuadraticSpline | None = None, base=StandardNormal(), backprop=Invertible()):
         name = "Glow"
         if split_scales:
             check_spatial_dims(name, spatial_dims, (1, 2, 3), " For vectors use RealNVP, or split_scales=False.")
@@ -104,10 +112,11 @@ class Glow(AbstractNetwork):
         check_layer_class(name, "conv", conv)
         check_layer_class(name, "squeeze", squeeze)
         check_scale(name, scale)
+        self.transform = check_transform(name, transform)
 
         def step(channels, level_cond_channels, key):
             return glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
-                             cond_channels=level_cond_channels, scale=scale)
+                             cond_channels=level_cond_channels, scale=scale, transform=transform)
 
         cond_spatial = bool(cond_spatial) and spatial_dims > 0
         if split_scales:

@@ -15,15 +15,18 @@ from ..layers import ActNorm, Chain, HaarSqueeze, HINTCoupling, Stack
 from ..layers.conditioners import check_make_conditioner
 from ..layers.hint import check_permute
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
+from ..layers.spline import RationalQuadraticSpline, check_transform
 from ._multiscale import multiscale
 from ._options import check_cond_channels, check_layer_class, check_positive
 
 
 def hint_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, permute: str = "full",
-              cond_channels: int = 0, scale: AbstractScale = SigmoidScale(), make_conditioner=None) -> Chain:
+              cond_channels: int = 0, scale: AbstractScale = SigmoidScale(),
+              transform: RationalQuadraticSpline | None = None, make_conditioner=None) -> Chain:
     """One HINT flow step: ActNorm, then a recursive HINT coupling."""
     coupling = HINTCoupling(in_channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                            cond_channels=cond_channels, scale=scale, make_conditioner=make_conditioner)
+                            cond_channels=cond_channels, scale=scale, transform=transform,
+                            make_conditioner=make_conditioner)
     return Chain([ActNorm(in_channels), coupling])
 
 
@@ -46,6 +49,9 @@ class HINT(AbstractNetwork):
             ``activation=`` (e.g. ``SigmoidLayer(low=0.5, high=1)`` is
             ``ij.layers.SigmoidScale(0.5, 1.0, centred=False)``; ``ExpClampLayer()`` is
             ``ij.layers.ExpClampScale()``).
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
         make_conditioner: ``None`` (default: each coupling's default conditioner) or a
             function ``(in_channels, out_channels, *, key) -> module`` that builds every
             coupling's conditioner, a per-sample module (see :class:`~invjax.layers.AffineCoupling`);
@@ -75,24 +81,27 @@ class HINT(AbstractNetwork):
     cond_spatial: bool = eqx.field(static=True)
     permute: str = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     divisible_by: ClassVar[int] = 1
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
-                 scale: AbstractScale = SigmoidScale(), make_conditioner=None, base=StandardNormal(),
-                 backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), transform: RationalQuadraticSpline | None = None,
+                 make_conditioner=None, base=StandardNormal(), backprop=Invertible()):
         check_spatial_dims("HINT", spatial_dims, (0, 1, 2, 3))
         check_make_conditioner("HINT", make_conditioner)
         check_positive("HINT", depth=depth, hidden=hidden)
         check_permute("HINT", permute)
         check_scale("HINT", scale)
+        self.transform = check_transform("HINT", transform)
         check_cond_channels("HINT", cond_channels)
         if not isinstance(in_channels, int) or in_channels < 2:
             raise ValueError(f"HINT needs in_channels >= 2 to split, got {in_channels!r}.")
         cond_spatial = bool(cond_spatial) and spatial_dims > 0
         make = lambda k: hint_step(in_channels, hidden, key=k, spatial_dims=spatial_dims, permute=permute,
-                                   cond_channels=cond_channels, scale=scale, make_conditioner=make_conditioner)
+                                   cond_channels=cond_channels, scale=scale, transform=transform,
+                                   make_conditioner=make_conditioner)
         self.body = Stack(make, depth, key=key)
         self.base, self.backprop = check_flow_options("HINT", base, backprop)
         self.in_channels, self.depth, self.hidden, self.spatial_dims = in_channels, depth, hidden, spatial_dims
@@ -128,6 +137,9 @@ class MultiscaleHINT(AbstractNetwork):
         split_scales: ``True`` (default): factor half of the channels out after every
             level but the last; ``False`` (InvertibleNetworks.jl's default): squeeze at
             every level and keep every channel (level ``i`` runs on ``C 2**(n (i + 1))``).
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
         make_conditioner: ``None`` (default) or a function ``(in_channels, out_channels, *,
             key) -> module`` building every coupling's conditioner (see
             :class:`~invjax.layers.HINTCoupling`; e.g. InvertibleNetworks.jl's 3-3-3 blocks).
@@ -151,11 +163,13 @@ class MultiscaleHINT(AbstractNetwork):
     squeeze: type = eqx.field(static=True)
     scale: AbstractScale
     split_scales: bool = eqx.field(static=True)
+    transform: RationalQuadraticSpline | None
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, permute: str = "full",
                  squeeze: type = HaarSqueeze, scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
-                 make_conditioner=None, base=StandardNormal(), backprop=Invertible()):
+                 transform: RationalQuadraticSpline | None = None, make_conditioner=None, base=StandardNormal(),
+                 backprop=Invertible()):
         name = "MultiscaleHINT"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
@@ -163,11 +177,13 @@ class MultiscaleHINT(AbstractNetwork):
         check_layer_class(name, "squeeze", squeeze)
         check_cond_channels(name, cond_channels)
         check_scale(name, scale)
+        self.transform = check_transform(name, transform)
         check_make_conditioner(name, make_conditioner)
 
         def step(channels, level_cond_channels, key):
             return hint_step(channels, hidden, key=key, spatial_dims=spatial_dims, permute=permute,
-                             cond_channels=level_cond_channels, scale=scale, make_conditioner=make_conditioner)
+                             cond_channels=level_cond_channels, scale=scale, transform=transform,
+                             make_conditioner=make_conditioner)
 
         self.body = multiscale(step, in_channels, levels, depth, spatial_dims, squeeze(), key=key,
                                cond_channels=cond_channels, cond_spatial=cond_spatial, factor_out=bool(split_scales))

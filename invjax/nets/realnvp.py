@@ -11,13 +11,15 @@ from .._backprop import AbstractBackprop, Invertible
 from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
-from ..layers import ActNorm, AffineCoupling, Chain, Permute, Stack
+from ..layers import ActNorm, Chain, Permute, Stack
+from ..layers.coupling import make_coupling
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
+from ..layers.spline import RationalQuadraticSpline, check_transform
 from ._options import check_cond_channels, check_positive
 
 
 class RealNVP(AbstractNetwork):
-    """``depth`` steps of ActNorm, a fixed random permutation and an affine coupling.
+    """``depth`` steps of ActNorm, a fixed random permutation and an affine (or spline) coupling.
 
     With ``cond_channels > 0`` every coupling's MLP also sees a condition ``(B, K)``: a
     model of ``p(x | cond)``.
@@ -30,6 +32,9 @@ class RealNVP(AbstractNetwork):
         cond_channels: ``K``, the size of the condition vectors; 0 (default) for none.
         scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``; or
             ``ij.layers.ExpClampScale()``).
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -50,23 +55,26 @@ class RealNVP(AbstractNetwork):
     hidden: int = eqx.field(static=True)
     cond_channels: int = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     spatial_dims: ClassVar[int] = 0
     divisible_by: ClassVar[int] = 1
     cond_spatial: ClassVar[bool] = False
 
     def __init__(self, in_channels: int, depth: int, hidden: int, *, key, cond_channels: int = 0,
-                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), transform: RationalQuadraticSpline | None = None,
+                 base=StandardNormal(), backprop=Invertible()):
         check_positive("RealNVP", depth=depth, hidden=hidden)
         if not isinstance(in_channels, int) or in_channels < 2:
             raise ValueError(f"RealNVP needs in_channels >= 2 to split, got {in_channels!r}.")
         check_cond_channels("RealNVP", cond_channels)
         self.scale = check_scale("RealNVP", scale)
+        self.transform = check_transform("RealNVP", transform)
 
         def step(key):
             k1, k2 = jr.split(key)
-            coupling = AffineCoupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels,
-                                      scale=scale)
+            coupling = make_coupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels,
+                                     scale=scale, transform=transform)
             return Chain([ActNorm(in_channels), Permute(in_channels, key=k1), coupling])
 
         self.body = Stack(step, depth, key=key)
