@@ -163,3 +163,16 @@ def test_a_volume_of_more_than_2_to_the_31_positions_traces():
         x = jax.ShapeDtypeStruct((1, 1, 4096, 4096, 2048), jnp.float32)
         z, logdet = jax.eval_shape(flow.forward, x)
     assert z.shape == x.shape and logdet.shape == (1,) and logdet.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("seed", [0, 9, 22])
+def test_both_features_of_a_two_feature_realnvp_see_the_condition(seed):
+    # With a random order per step a two-feature RealNVP could transform the same feature in
+    # every step (keys 9 and 22 drew the identity three times at depth 3): the other never
+    # depended on the condition, and a posterior over two parameters could not be learned.
+    # The steps now take turns.
+    flow = ij.nets.RealNVP(2, 3, 8, cond_channels=1, key=jr.key(seed))
+    flow = jax.tree.map(lambda a: a + 0.1 if eqx.is_inexact_array(a) else a, flow)  # away from the identity
+    x, cond = jnp.array([[0.3, -0.2]]), jnp.array([[0.5]])
+    dz_dcond = jax.jacobian(lambda c: flow.forward(x, c)[0])(cond)[0, :, 0, 0]
+    assert np.all(np.abs(dz_dcond) > 1e-6), dz_dcond
