@@ -1,0 +1,186 @@
+"""The simulation-based inference benchmark (Lueckmann et al. 2021, ``sbibm``): invjax's neural
+posterior estimation against the reference posteriors, by C2ST, next to the published NPE numbers.
+
+    pip download sbibm==1.1.0 --no-deps -d benchmarks/data     # reference data (nothing installed)
+    python benchmarks/sbi.py                                   # every task, 10^4 and 10^5 simulations
+    python benchmarks/sbi.py --tasks two_moons --budgets 10000 --observations 1 2
+
+The tasks' priors and simulators are written here in JAX after sbibm's definitions (``sbibm/tasks/*/task.py``
+in its wheel); the 10 observations and their 10,000 reference posterior samples are read from the wheel's
+data files (a zip archive: no sbibm code is installed, imported or run). For each task and budget: draw that
+many ``(theta, x)`` pairs from the prior and the simulator, train one amortized posterior with ``ij.fit``
+(settings below, the same for every task), draw 10,000 samples for each observation and compare them with
+the reference samples by ``invjax.diagnostics.c2st`` (sbibm's settings: z-scored by the reference, an MLP of
+width ``10 D``, 5 folds; 0.5 = indistinguishable).
+
+Settings, the same for every task: a ``RealNVP`` of depth 5 with rational-quadratic spline couplings (8 bins on
+``[-4, 4]``, identity tails) and conditioners of width 64; ``ij.nets.Standardized`` z-scores parameters and
+data from the training set; box priors go through ``ij.nets.Constrained`` (samples never leave the prior's
+support); Adam (5e-4, gradient clipping at 10), batches of 256, 10% of the pairs held out, evaluated every
+epoch, training stopped after 20 epochs without improvement (the best flow kept), at most 200 epochs.
+
+Published NPE (sbi's neural spline flow; mean C2ST over the 10 observations, the paper's ``main_paper.csv``
+in github.com/sbi-benchmark/results) at 10^4 / 10^5 simulations: two_moons 0.606 / 0.542, gaussian_linear
+0.552 / 0.506, slcp 0.901 / 0.832, gaussian_mixture 0.661 / 0.555, bernoulli_glm 0.678 / 0.559.
+
+Writes ``benchmarks/results/sbi.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import io
+import json
+import math
+import pathlib
+import time
+import zipfile
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+
+import invjax as ij
+from invjax import diagnostics as dx
+
+HERE = pathlib.Path(__file__).resolve().parent
+WHEEL = HERE / "data" / "sbibm-1.1.0-py2.py3-none-any.whl"
+PUBLISHED_NPE = {  # mean C2ST over the 10 observations, sbibm's main_paper.csv
+    "two_moons": {10_000: 0.6064, 100_000: 0.5417},
+    "gaussian_linear": {10_000: 0.5522, 100_000: 0.5060},
+    "slcp": {10_000: 0.9006, 100_000: 0.8315},
+    "gaussian_mixture": {10_000: 0.6605, 100_000: 0.5554},
+    "bernoulli_glm": {10_000: 0.6783, 100_000: 0.5588},
+}
+
+
+# Priors and simulators, after sbibm's task definitions.
+
+def _two_moons(key, theta):
+    ka, kr = jr.split(key)
+    n = theta.shape[0]
+    a = jr.uniform(ka, (n,), minval=-math.pi / 2, maxval=math.pi / 2)
+    r = 0.1 + 0.01 * jr.normal(kr, (n,))
+    p = jnp.stack([jnp.cos(a) * r + 0.25, jnp.sin(a) * r], 1)
+    c, s = math.cos(-math.pi / 4), math.sin(-math.pi / 4)
+    z0 = c * theta[:, 0] - s * theta[:, 1]
+    z1 = s * theta[:, 0] + c * theta[:, 1]
+    return p + jnp.stack([-jnp.abs(z0), z1], 1)
+
+
+def _gaussian_linear(key, theta):
+    return theta + math.sqrt(0.1) * jr.normal(key, theta.shape)  # covariance 0.1 I
+
+
+def _slcp(key, theta):
+    n = theta.shape[0]
+    s1, s2, rho = theta[:, 2] ** 2, theta[:, 3] ** 2, jnp.tanh(theta[:, 4])
+    cov = jnp.stack([jnp.stack([s1**2 + 1e-6, rho * s1 * s2], -1), jnp.stack([rho * s1 * s2, s2**2 + 1e-6], -1)], -2)
+    chol = jnp.linalg.cholesky(cov)  # (n, 2, 2)
+    eps = jr.normal(key, (n, 4, 2))
+    points = theta[:, None, :2] + jnp.einsum("nij,nkj->nki", chol, eps)
+    return points.reshape(n, 8)  # 4 points of 2 coordinates, point-major
+
+
+def _gaussian_mixture(key, theta):
+    kc, kn = jr.split(key)
+    scale = jnp.where(jr.bernoulli(kc, 0.5, (theta.shape[0], 1)), 1.0, 0.1)
+    return theta + scale * jr.normal(kn, theta.shape)
+
+
+def _uniform(low, high, dim):
+    return (lambda key, n: jr.uniform(key, (n, dim), minval=low, maxval=high)), (low, high)
+
+
+TASKS = {  # name: (prior(key, n), bounds or None, simulator(key, theta))
+    "two_moons": (*_uniform(-1.0, 1.0, 2), _two_moons),
+    "gaussian_linear": (lambda key, n: math.sqrt(0.1) * jr.normal(key, (n, 10)), None, _gaussian_linear),
+    "slcp": (*_uniform(-3.0, 3.0, 5), _slcp),
+    "gaussian_mixture": (*_uniform(-10.0, 10.0, 2), _gaussian_mixture),
+}
+
+
+def reference(wheel: pathlib.Path, task: str, observation: int):
+    """``(x_o (1, dim_x), reference samples (10000, dim_theta))`` from sbibm's wheel."""
+    folder = f"sbibm/tasks/{task}/files/num_observation_{observation}/"
+    with zipfile.ZipFile(wheel) as archive:
+        x_o = np.loadtxt(io.StringIO(archive.read(folder + "observation.csv").decode()), delimiter=",", skiprows=1,
+                         ndmin=2)
+        samples = np.loadtxt(io.StringIO(bz2.decompress(archive.read(folder + "reference_posterior_samples.csv.bz2"))
+                                         .decode()), delimiter=",", skiprows=1, ndmin=2)
+    return x_o.astype(np.float32), samples.astype(np.float32)
+
+
+def train(task: str, budget: int, key):
+    """The amortized posterior of ``task`` from ``budget`` simulations, and the seconds it took."""
+    prior, bounds, simulate = TASKS[task]
+    k_prior, k_sim, k_flow, k_fit = jr.split(key, 4)
+    theta = prior(k_prior, budget)
+    x = simulate(k_sim, theta)
+    dim = theta.shape[1]
+    flow = ij.nets.RealNVP(dim, 5, 64, cond_channels=x.shape[1], key=k_flow,
+                           transform=ij.layers.RationalQuadraticSpline(bins=8, bound=4.0))
+    unbounded = theta if bounds is None else ij.layers.Bounded(*bounds).forward(theta)[0]
+    model = ij.nets.Standardized.from_data(flow, unbounded, x)
+    if bounds is not None:
+        model = ij.nets.Constrained(model, *bounds)
+    batch = 256
+    epoch = max(1, int(0.9 * budget) // batch)
+    start = time.perf_counter()
+    model, history = ij.fit(model, theta, x, key=k_fit, steps=200 * epoch, batch_size=batch, validation=0.1,
+                            eval_every=epoch, patience=20, progress=False, devices=jax.devices()[:1],
+                            optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(5e-4)))
+    return model, time.perf_counter() - start, len(history["train"]), history["val"][-1][1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--budgets", nargs="+", type=int, default=[10_000, 100_000])
+    parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
+    parser.add_argument("--wheel", type=pathlib.Path, default=WHEEL)
+    parser.add_argument("--results", type=pathlib.Path, default=HERE / "results")
+    args = parser.parse_args()
+    if not args.wheel.exists():
+        raise SystemExit(f"{args.wheel} is missing: pip download sbibm==1.1.0 --no-deps -d {args.wheel.parent}")
+    out_json = args.results / "sbi.json"
+    results = json.loads(out_json.read_text()) if out_json.exists() else {}
+    for task in args.tasks:
+        for budget in args.budgets:
+            model, seconds, steps, val = train(task, budget, jr.key(budget + len(task)))
+            dim = TASKS[task][0](jr.key(0), 1).shape[1]
+            draw = eqx.filter_jit(lambda m, k, c, dim=dim: m.sample(k, (10_000, dim), c))
+            scores = {}
+            for obs in args.observations:
+                x_o, ref = reference(args.wheel, task, obs)
+                cond = jnp.repeat(jnp.asarray(x_o), 10_000, axis=0)
+                samples = np.asarray(draw(model, jr.key(obs), cond))
+                scores[obs] = dx.c2st(ref, samples, seed=obs, batch_size=200)
+                print(f"{task} {budget} observation {obs}: C2ST {scores[obs]:.3f}", flush=True)
+            results[f"{task}/{budget}"] = {"task": task, "budget": budget, "c2st": scores,
+                                          "mean": float(np.mean(list(scores.values()))), "train_s": seconds,
+                                          "steps": steps, "val_loss": val}
+            print(json.dumps(results[f"{task}/{budget}"]), flush=True)
+            args.results.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps(results, indent=1))
+            write_table(results, args.results / "sbi.md")
+
+
+def write_table(results: dict, path: pathlib.Path):
+    lines = ["| task | simulations | invjax C2ST (mean over observations) | published NPE | observations | "
+             "training (s) | steps |", "|:---|---:|---:|---:|---:|---:|---:|"]
+    for key in sorted(results):
+        r = results[key]
+        published = PUBLISHED_NPE[r["task"]][r["budget"]]
+        lines.append(f"| {r['task']} | {r['budget']:,} | {r['mean']:.3f} | {published:.3f} | "
+                     f"{len(r['c2st'])} | {r['train_s']:.0f} | {r['steps']} |")
+    path.write_text("C2ST of invjax's NPE against sbibm's reference posteriors (`python benchmarks/sbi.py`; "
+                    "settings in its docstring; this 2-core CPU).\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
