@@ -92,6 +92,38 @@ def _gaussian_mixture(key, theta):
     return theta + scale * jr.normal(kn, theta.shape)
 
 
+def _glm_files(wheel: pathlib.Path = WHEEL):
+    """sbibm's Bernoulli GLM design matrix ``(100, 10)`` and stimulus ``(100,)`` (torch tensor
+    files in its wheel, read with ``weights_only=True``: no code runs)."""
+    import torch
+
+    folder = "sbibm/tasks/bernoulli_glm/files/"
+    with zipfile.ZipFile(wheel) as archive:
+        read = lambda name: torch.load(io.BytesIO(archive.read(folder + name)), weights_only=True).numpy()
+        return jnp.asarray(read("design_matrix.pt")), jnp.asarray(read("stimulus_I.pt"))
+
+
+def _glm_prior(key, n):
+    """``N(0, B^-1)``: precision 0.5 for the offset, ``F^T F`` for the filter (a smoothness prior)."""
+    m = 9
+    d = np.eye(m) - np.eye(m, k=-1)
+    f = d @ d + np.diag(np.sqrt(np.arange(m) / m))
+    precision = np.zeros((m + 1, m + 1))
+    precision[0, 0] = 0.5
+    precision[1:, 1:] = f.T @ f
+    chol = np.linalg.cholesky(np.linalg.inv(precision))
+    return jr.normal(key, (n, m + 1)) @ jnp.asarray(chol.T, jnp.float32)
+
+
+def _bernoulli_glm(key, theta):
+    design, stimulus = _glm_files()
+    spikes = jr.bernoulli(key, jax.nn.sigmoid(theta @ design.T)).astype(jnp.float32)  # (n, 100)
+    padded = jnp.pad(spikes, ((0, 0), (8, 8)))
+    # torch's conv1d (a cross-correlation) with padding 8, its last 9 outputs: lags 8 ... 16.
+    sta = jnp.stack([padded[:, k:k + 100] @ stimulus for k in range(8, 17)], 1)
+    return jnp.concatenate([spikes.sum(1, keepdims=True), sta], 1)
+
+
 def _uniform(low, high, dim):
     return (lambda key, n: jr.uniform(key, (n, dim), minval=low, maxval=high)), (low, high)
 
@@ -101,6 +133,7 @@ TASKS = {  # name: (prior(key, n), bounds or None, simulator(key, theta))
     "gaussian_linear": (lambda key, n: math.sqrt(0.1) * jr.normal(key, (n, 10)), None, _gaussian_linear),
     "slcp": (*_uniform(-3.0, 3.0, 5), _slcp),
     "gaussian_mixture": (*_uniform(-10.0, 10.0, 2), _gaussian_mixture),
+    "bernoulli_glm": (_glm_prior, None, _bernoulli_glm),
 }
 
 

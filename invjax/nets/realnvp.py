@@ -19,8 +19,8 @@ from ._options import check_cond_channels, check_positive
 
 
 class RealNVP(AbstractNetwork):
-    """``depth`` steps of ActNorm, a fixed random permutation (a swap for two features) and an
-    affine (or spline) coupling.
+    """``depth`` steps of ActNorm, a fixed permutation (the two halves trade places, each shuffled
+    within; ``ij.layers.Permute(swap_halves=True)``) and an affine (or spline) coupling.
 
     With ``cond_channels > 0`` every coupling's MLP also sees a condition ``(B, K)``: a
     model of ``p(x | cond)``.
@@ -76,11 +76,10 @@ class RealNVP(AbstractNetwork):
             k1, k2 = jr.split(key)
             coupling = make_coupling(in_channels, hidden, spatial_dims=0, key=k2, cond_channels=cond_channels,
                                      scale=scale, transform=transform)
-            # Two features: always swap them, so the couplings take turns (a random order
-            # can keep the same one untouched for several steps, and then it never sees the
-            # condition); more: a random order each step.
-            order = Permute(2, permutation=[1, 0]) if in_channels == 2 else Permute(in_channels, key=k1)
-            return Chain([ActNorm(in_channels), order, coupling])
+            # The halves trade places every step (shuffled within): every feature is
+            # transformed at least every other step (a fully random order can leave one
+            # untouched, blind to the rest and to the condition). Two features: a swap.
+            return Chain([ActNorm(in_channels), Permute(in_channels, key=k1, swap_halves=True), coupling])
 
         self.body = Stack(step, depth, key=key)
         self.base, self.backprop = check_flow_options("RealNVP", base, backprop)
