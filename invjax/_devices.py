@@ -165,11 +165,7 @@ def process_part(mesh: Mesh) -> tuple[int, int]:
     """
     if jax.process_count() == 1:
         return 0, 1
-    groups = mesh.devices.reshape(mesh.shape["batch"], -1)
-    owners = [frozenset(d.process_index for d in group) for group in groups]
-    shares = {}  # the set of processes holding some groups -> those groups
-    for g, owner in enumerate(owners):
-        shares.setdefault(owner, []).append(g)
+    shares = _shares(mesh)
     sets = list(shares)
     mine = [s for s in sets if jax.process_index() in s]
     overlapping = any(s != t and s & t for s in sets for t in sets)
@@ -184,12 +180,17 @@ def process_part(mesh: Mesh) -> tuple[int, int]:
     return ordered.index(mine[0]), len(ordered)
 
 
+def _shares(mesh: Mesh) -> dict:
+    """The set of processes holding each batch group (a row of the mesh) -> those groups, in order."""
+    shares = {}
+    for g, group in enumerate(mesh.devices.reshape(mesh.shape["batch"], -1)):
+        shares.setdefault(frozenset(d.process_index for d in group), []).append(g)
+    return shares
+
+
 def _local_groups(mesh: Mesh) -> list[int]:
-    """The batch groups (rows of the mesh) whose samples this process holds, in order."""
-    groups = mesh.devices.reshape(mesh.shape["batch"], -1)
-    owners = [{d.process_index for d in group} for group in groups]
-    mine = next(o for o in owners if jax.process_index() in o)
-    return [g for g, o in enumerate(owners) if o == mine]
+    """The batch groups whose samples this process holds, in order."""
+    return next(groups for owner, groups in _shares(mesh).items() if jax.process_index() in owner)
 
 
 def shard_batch(batch, mesh: Mesh, *, local: bool = False):

@@ -99,6 +99,7 @@ _NOT_A_KEY = r"key must be one JAX PRNG key, e.g. key=jax.random.key\(0\).*got "
         (lambda: L.OnChannels(L.ActNorm(2), 2, 4).forward(jnp.zeros((2, 3))), r"at least 4 channels"),
         (lambda: L.Permute(3, permutation=[0, 0, 1]), r"must order 0..2"),
         (lambda: L.Permute(3), r"exactly one of"),
+        (lambda: L.Permute(3, permutation=[0, 1, 2], swap_halves=True), r"swap_halves=True draws its order from key="),
         (lambda: ij.nets.HINT(1, 2, 4, key=KEY), r"in_channels >= 2"),
         (lambda: ij.nets.HINT(4, 2, 4, key=KEY, spatial_dims=4), r"spatial_dims must be one of"),
         (lambda: ij.nets.MultiscaleHINT(1, 2, 1, 4, key=KEY, squeeze="haar"), r"squeeze must be an invjax layer class"),
