@@ -31,17 +31,21 @@ def _two_sets(name: str, x, y) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def c2st(x, y, *, seed: int = 0, folds: int = 5, hidden: int | None = None, epochs: int = 100,
-         batch_size: int = 128, learning_rate: float = 1e-3) -> float:
+def c2st(x, y, *, seed: int = 0, folds: int = 5, hidden: int | None = None, max_epochs: int = 10_000,
+         batch_size: int = 200, learning_rate: float = 1e-3, l2: float = 1e-4, tol: float = 1e-4,
+         patience: int = 10) -> float:
     """Classifier two-sample test: cross-validated accuracy of an MLP separating ``x`` from ``y``.
 
-    As in the simulation-based inference benchmark (``sbibm.metrics.c2st``): both sets
-    standardised with ``x``'s mean and standard deviation, a two-hidden-layer ReLU MLP of
-    width ``10 * D``, Adam, ``folds``-fold cross-validation (shuffled), the mean test
-    accuracy. Trained with JAX, the folds in one vectorised program (full passes over
-    shuffled minibatches for ``epochs`` epochs; the classifier of the epoch with the best
-    accuracy on a tenth of each fold's training data held out is the one tested, as
-    early stopping would).
+    The metric of the simulation-based inference benchmark, ``sbibm.metrics.c2st``, whose
+    numbers papers publish: both sets standardised with ``x``'s mean and standard deviation,
+    ``folds``-fold cross-validation (shuffled), the mean test accuracy of scikit-learn's
+    ``MLPClassifier(hidden_layer_sizes=(10 D, 10 D), max_iter=10000)``, written here in JAX
+    with the folds trained as one vectorised program: ReLU, one logistic output, Glorot
+    uniform initialisation, Adam on minibatches of 200 reshuffled every epoch, an L2
+    penalty ``l2``, training stopped once the epoch's training loss has not improved by
+    ``tol`` for more than ``patience`` epochs, the last classifier tested. A stronger
+    classifier (longer training, a validation-chosen epoch) separates more and reports
+    higher accuracies: keep these defaults to compare with published numbers.
 
     Args:
         x: ``(N, D)`` samples (e.g. the reference posterior's); a 1-D array is ``D = 1``.
@@ -49,84 +53,114 @@ def c2st(x, y, *, seed: int = 0, folds: int = 5, hidden: int | None = None, epoc
             make 0.5 the chance level.
         seed: the folds', initialisation's and minibatches' randomness.
         folds: cross-validation folds, >= 2.
-        hidden: width of the hidden layers; default ``10 * D``.
-        epochs: passes over each fold's training data.
-        batch_size: samples per Adam step.
+        hidden: width of the two hidden layers; default ``10 * D``.
+        max_epochs: at most this many passes over each fold's training data.
+        batch_size: samples per Adam step (the last step of an epoch may take fewer).
         learning_rate: Adam's.
+        l2: weight of the penalty ``l2 / 2 * |W|^2 / batch`` on the weights (not biases).
+        tol, patience: the stopping rule on the training loss.
 
     Returns:
         The accuracy, a float in ``[0, 1]``: about 0.5 when the sets come from one
         distribution, 1.0 when they are separable.
     """
     x, y = _two_sets("c2st", x, y)
-    if folds < 2 or epochs < 1 or batch_size < 1:
-        raise ValueError(f"c2st: folds >= 2, epochs >= 1 and batch_size >= 1 needed; got folds={folds}, "
-                         f"epochs={epochs}, batch_size={batch_size}.")
-    mean, std = x.mean(0), x.std(0)
+    if folds < 2 or max_epochs < 1 or batch_size < 1 or patience < 0:
+        raise ValueError(f"c2st: folds >= 2, max_epochs >= 1, batch_size >= 1 and patience >= 0 needed; got "
+                         f"folds={folds}, max_epochs={max_epochs}, batch_size={batch_size}, patience={patience}.")
+    mean, std = x.mean(0), x.std(0, ddof=1)
     std = np.where(std > 0, std, 1.0)
     data = ((np.concatenate([x, y]) - mean) / std).astype(np.float32)
-    labels = np.concatenate([np.zeros(len(x)), np.ones(len(y))]).astype(np.int32)
+    labels = np.concatenate([np.zeros(len(x)), np.ones(len(y))]).astype(np.float32)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(data))
     fold_of = np.empty(len(data), int)
-    fold_of[order] = np.arange(len(data)) % folds
-    # Each fold's test set, and its training set with a tenth held out for the choice of
-    # epoch; index arrays padded to one length so the folds run as one vmapped program.
+    fold_of[rng.permutation(len(data))] = np.arange(len(data)) % folds
+    # Index arrays padded to one length (with a mask) so the folds run as one vmapped program.
+    train = [np.flatnonzero(fold_of != f) for f in range(folds)]
     test = [np.flatnonzero(fold_of == f) for f in range(folds)]
-    train = [rng.permutation(np.flatnonzero(fold_of != f)) for f in range(folds)]
-    held = [t[: max(1, len(t) // 10)] for t in train]
-    fit = [t[len(h):] for t, h in zip(train, held, strict=True)]
     pad = lambda sets: np.stack([np.resize(s, max(map(len, sets))) for s in sets])
     mask = lambda sets: np.stack([np.arange(max(map(len, sets))) < len(s) for s in sets])
     width = hidden or 10 * data.shape[1]
-    accuracy = _c2st_folds(jnp.asarray(data), jnp.asarray(labels), pad(fit), pad(held), mask(held), pad(test),
-                           mask(test), jax.random.key(seed), width, epochs, min(batch_size, min(map(len, fit))),
-                           learning_rate)
+    accuracy = _c2st_folds(jnp.asarray(data), jnp.asarray(labels), pad(train), mask(train), pad(test), mask(test),
+                           jax.random.key(seed), width, max_epochs, min(batch_size, min(map(len, train))),
+                           learning_rate, l2, tol, patience)
     return float(np.mean(np.asarray(accuracy)))
 
 
+def _glorot_mlp(key, sizes, dtype):
+    """scikit-learn's MLP initialisation: weights and biases uniform in ``+-sqrt(6 / (fan_in + fan_out))``."""
+    layers = []
+    for layer_key, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:], strict=True):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        kw, kb = jax.random.split(layer_key)
+        layers.append((jax.random.uniform(kw, (fan_in, fan_out), dtype, minval=-bound, maxval=bound),
+                       jax.random.uniform(kb, (fan_out,), dtype, minval=-bound, maxval=bound)))
+    return layers
+
+
+def _logits(layers, inputs):
+    for w, b in layers[:-1]:
+        inputs = jax.nn.relu(inputs @ w + b)
+    w, b = layers[-1]
+    return (inputs @ w + b)[:, 0]
+
+
 @eqx.filter_jit
-def _c2st_folds(data, labels, fit, held, held_mask, test, test_mask, key, width: int, epochs: int, batch_size: int,
-                learning_rate: float):
-    """Train one classifier per fold (vmapped) and return each fold's test accuracy."""
+def _c2st_folds(data, labels, train, train_mask, test, test_mask, key, width: int, max_epochs: int,
+                batch_size: int, learning_rate: float, l2: float, tol: float, patience: int):
+    """Train one classifier per fold (vmapped; each stops by its own rule) and return each
+    fold's test accuracy."""
     optimizer = optax.adam(learning_rate)
-    steps_per_epoch = fit.shape[1] // batch_size
+    length = train.shape[1]
+    steps = -(-length // batch_size)
 
-    def accuracy(model, idx, valid):
-        predicted = jax.vmap(model)(data[idx]).argmax(-1)
-        return jnp.sum((predicted == labels[idx]) * valid) / jnp.sum(valid)
-
-    def one_fold(key, fit_idx, held_idx, held_valid, test_idx, test_valid):
+    def one_fold(key, train_idx, train_valid, test_idx, test_valid):
         init_key, shuffle_key = jax.random.split(key)
-        model = eqx.nn.MLP(data.shape[1], 2, width, 2, activation=jax.nn.relu, key=init_key)
-        params, static = eqx.partition(model, eqx.is_array)
+        params = _glorot_mlp(init_key, (data.shape[1], width, width, 1), data.dtype)
+        count = jnp.sum(train_valid)
 
-        def loss(params, idx):
-            logits = jax.vmap(eqx.combine(params, static))(data[idx])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels[idx]).mean()
+        def loss(params, idx, valid):
+            n = jnp.maximum(jnp.sum(valid), 1)
+            bce = optax.sigmoid_binary_cross_entropy(_logits(params, data[idx]), labels[idx])
+            penalty = 0.5 * l2 * sum(jnp.sum(w**2) for w, _ in params) / n
+            return jnp.sum(bce * valid) / n + penalty
 
-        def epoch(carry, key):
-            params, state, best, best_acc = carry
-            batches = jax.random.permutation(key, fit_idx)[: steps_per_epoch * batch_size].reshape(steps_per_epoch, -1)
+        def epoch(carry):
+            params, state, best, stale, done_epochs, key = carry
+            key, sub = jax.random.split(key)
+            order = jax.random.permutation(sub, length)
+            order = jnp.pad(order, (0, steps * batch_size - length), constant_values=0)
+            pad_valid = jnp.arange(steps * batch_size) < length
+            batches = train_idx[order].reshape(steps, batch_size)
+            valids = (train_valid[order] & pad_valid).reshape(steps, batch_size)
 
-            def step(carry, idx):
+            def step(carry, batch):
                 params, state = carry
-                grads = jax.grad(loss)(params, idx)
-                updates, state = optimizer.update(grads, state, params)
-                return (optax.apply_updates(params, updates), state), None
+                idx, valid = batch
+                value, grads = jax.value_and_grad(loss)(params, idx, valid)
+                updates, new_state = optimizer.update(grads, state, params)
+                keep = jnp.any(valid)  # an all-padding batch changes nothing
+                new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), (optax.apply_updates(params, updates),
+                                                                          new_state), (params, state))
+                return new, value * jnp.sum(valid)
 
-            (params, state), _ = jax.lax.scan(step, (params, state), batches)
-            acc = accuracy(eqx.combine(params, static), held_idx, held_valid)
-            better = acc > best_acc
-            best = jax.tree.map(lambda new, old: jnp.where(better, new, old), params, best)
-            return (params, state, best, jnp.maximum(acc, best_acc)), None
+            (params, state), losses = jax.lax.scan(step, (params, state), (batches, valids))
+            epoch_loss = jnp.sum(losses) / count
+            stale = jnp.where(epoch_loss > best - tol, stale + 1, 0)
+            return params, state, jnp.minimum(best, epoch_loss), stale, done_epochs + 1, key
 
-        carry = (params, optimizer.init(params), params, jnp.array(-1.0))
-        (_, _, best, _), _ = jax.lax.scan(epoch, carry, jax.random.split(shuffle_key, epochs))
-        return accuracy(eqx.combine(best, static), test_idx, test_valid)
+        def going(carry):
+            *_, stale, done_epochs, _ = carry
+            return (stale <= patience) & (done_epochs < max_epochs)
 
-    keys = jax.random.split(key, fit.shape[0])
-    return jax.vmap(one_fold)(keys, fit, held, held_mask, test, test_mask)
+        carry = (params, optimizer.init(params), jnp.array(jnp.inf, data.dtype), jnp.array(0), jnp.array(0),
+                 shuffle_key)
+        params = jax.lax.while_loop(going, epoch, carry)[0]
+        predicted = (_logits(params, data[test_idx]) > 0).astype(labels.dtype)
+        return jnp.sum((predicted == labels[test_idx]) * test_valid) / jnp.sum(test_valid)
+
+    keys = jax.random.split(key, train.shape[0])
+    return jax.vmap(one_fold)(keys, train, train_mask, test, test_mask)
 
 
 def _median_bandwidth(z: np.ndarray) -> float:
