@@ -63,8 +63,9 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
     and runs the flow's inverse on them, ``batch_size`` samples at a time (a ``lax.map``
     over groups of whole observations), so its working memory is that of one
     ``flow.sample`` call on ``batch_size`` samples, whatever ``N`` is; the inverse stores
-    no activations. For a ``Summarized`` model the summary network runs once per
-    observation, not once per draw. Observation ``i``'s draws are those of
+    no activations. For a ``Summarized`` model (also inside ``Standardized`` or
+    ``Constrained``) the summary network runs once per observation, not once per draw.
+    Observation ``i``'s draws are those of
     ``flow.sample(jax.random.fold_in(key, i), (L, *event_shape), its condition repeated)``,
     whatever ``batch_size``.
 
@@ -112,13 +113,32 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
     return _draw(flow, cond, key, draws, tuple(event_shape), per_pass, mesh)
 
 
+def _split_condition(flow):
+    """``(prepare, rest)``: the work ``flow`` does on a condition before its conditional flow
+    (a summary network, standardization; ``None`` if none) and the model that takes its
+    result, ``rest.inverse(z, prepare(y)) == flow.inverse(z, y)``, so that ``prepare`` runs
+    once per observation, not once per draw. Wrappers other than ``Standardized`` (which
+    rescales the condition) pass the condition through unchanged."""
+    from ._flow import AbstractWrappedFlow
+    from .nets import Standardized, Summarized
+
+    if isinstance(flow, Summarized):
+        return flow.condition, flow.flow
+    if not isinstance(flow, AbstractWrappedFlow):
+        return None, flow
+    inner, rest = _split_condition(flow.flow)
+    if isinstance(flow, Standardized):
+        prepare = flow.condition if inner is None else (lambda y: inner(flow.condition(y)))
+        return prepare, Standardized(rest, flow.x_mean, flow.x_std)
+    return inner, eqx.tree_at(lambda m: m.flow, flow, rest)
+
+
 @eqx.filter_jit
 def _draw(flow, cond, key, draws: int, event_shape: tuple[int, ...], per_pass: int, mesh=None):
-    from .nets import Summarized
-
-    if isinstance(flow, Summarized):  # summarise each observation once, not once per draw
+    prepare, rest = _split_condition(flow)
+    if prepare is not None:  # summarise (standardize) each observation once, not once per draw
         cond = split_like_batch(cond, mesh, "posterior_draws", samples=False)  # images split over space
-        cond, flow = flow.condition(cond), flow.flow
+        cond, flow = prepare(cond), rest
     n = jax.tree.leaves(cond)[0].shape[0]
     passes = -(-n // per_pass)
     grouped = lambda v: jnp.pad(v, [(0, passes * per_pass - n)] + [(0, 0)] * (v.ndim - 1)).reshape(
