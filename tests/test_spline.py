@@ -126,6 +126,8 @@ def _nets(spline):
         "multiscale_conditional_hint": (
             ij.nets.MultiscaleConditionalHINT(1, 2, 1, 4, cond_channels=1, key=key, spatial_dims=1, transform=spline),
             (2, 1, 4), (2, 1, 4)),
+        "iunet": (ij.nets.IUNet(2, 2, 1, 4, key=key, spatial_dims=1, cond_channels=1, transform=spline), (2, 2, 4),
+                  (2, 1)),
     }
 
 

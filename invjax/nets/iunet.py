@@ -13,6 +13,7 @@ from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import Chain, Conv1x1, Conv1x1LU, Invert, MapCond, OnChannels, Squeeze, Stack
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
+from ..layers.spline import RationalQuadraticSpline, check_transform
 from ..layers.squeeze import space_to_depth
 from ._options import check_cond_channels, check_layer_class, check_positive
 from .glow import glow_step
@@ -65,6 +66,9 @@ class IUNet(AbstractNetwork):
         conv: the steps' 1x1 convolution, a layer class (``ij.layers.Conv1x1LU``, default,
             or ``ij.layers.Conv1x1``).
         scale: the couplings' scale, a value (default ``ij.layers.SigmoidScale()``).
+        transform: ``None`` (default: affine couplings) or a spline value,
+            ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
+            :class:`~invjax.layers.SplineCoupling` (``scale`` unused).
         base: the base distribution (default ``ij.StandardNormal()``).
         backprop: ``ij.Invertible()`` (default) or ``ij.Autodiff()``.
 
@@ -91,10 +95,12 @@ class IUNet(AbstractNetwork):
     cond_spatial: bool = eqx.field(static=True)
     conv: type = eqx.field(static=True)
     scale: AbstractScale
+    transform: RationalQuadraticSpline | None
 
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, conv: type = Conv1x1LU,
-                 scale: AbstractScale = SigmoidScale(), base=StandardNormal(), backprop=Invertible()):
+                 scale: AbstractScale = SigmoidScale(), transform: RationalQuadraticSpline | None = None,
+                 base=StandardNormal(), backprop=Invertible()):
         name = "IUNet"
         check_spatial_dims(name, spatial_dims, (1, 2, 3))
         check_positive(name, in_channels=in_channels, levels=levels, depth=depth, hidden=hidden)
@@ -104,12 +110,13 @@ class IUNet(AbstractNetwork):
         check_cond_channels(name, cond_channels)
         check_layer_class(name, "conv", conv)
         check_scale(name, scale)
+        self.transform = check_transform(name, transform)
         cond_spatial = bool(cond_spatial)
 
         def steps(channels, level, key):
             k = cond_channels * 2 ** (spatial_dims * level) if cond_spatial else cond_channels
             return Stack(lambda key: glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
-                                               cond_channels=k, scale=scale), depth, key=key)
+                                               cond_channels=k, scale=scale, transform=transform), depth, key=key)
 
         def at_scale(level, channels, key):
             k_down_steps, k_down, k_inner, k_up, k_up_steps = jr.split(key, 5)
