@@ -58,7 +58,8 @@ def c2st(x, y, *, seed: int = 0, folds: int = 5, hidden: int | None = None, max_
         batch_size: samples per Adam step (the last step of an epoch may take fewer).
         learning_rate: Adam's.
         l2: weight of the penalty ``l2 / 2 * |W|^2 / batch`` on the weights (not biases).
-        tol, patience: the stopping rule on the training loss.
+        tol: an epoch improves on the best training loss when it is lower by more than ``tol``.
+        patience: training stops after more than ``patience`` epochs without improvement.
 
     Returns:
         The accuracy, a float in ``[0, 1]``: about 0.5 when the sets come from one
