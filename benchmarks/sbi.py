@@ -150,24 +150,24 @@ def reference(wheel: pathlib.Path, task: str, observation: int):
     return x_o.astype(np.float32), samples.astype(np.float32)
 
 
-def train(task: str, budget: int, key):
-    """The amortized posterior of ``task`` from ``budget`` simulations, and the seconds it took."""
+def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 200, hidden: int = 64):
+    """The amortized posterior of ``task`` from ``budget`` simulations, and the seconds it took
+    (the defaults are the table's settings; the others are for experiments)."""
     prior, bounds, simulate = TASKS[task]
     k_prior, k_sim, k_flow, k_fit = jr.split(key, 4)
     theta = prior(k_prior, budget)
     x = simulate(k_sim, theta)
     dim = theta.shape[1]
     # sbi's neural spline flow's structure: each step a learned linear map (LU) and a spline coupling.
-    flow = ij.nets.Glow(dim, 1, 5, 64, spatial_dims=0, split_scales=False, cond_channels=x.shape[1], key=k_flow,
+    flow = ij.nets.Glow(dim, 1, 5, hidden, spatial_dims=0, split_scales=False, cond_channels=x.shape[1], key=k_flow,
                         transform=ij.layers.RationalQuadraticSpline(bins=8, bound=4.0))
     unbounded = theta if bounds is None else ij.layers.Bounded(*bounds).forward(theta)[0]
     model = ij.nets.Standardized.from_data(flow, unbounded, x)
     if bounds is not None:
         model = ij.nets.Constrained(model, *bounds)
-    batch = 256
     epoch = max(1, int(0.9 * budget) // batch)
     start = time.perf_counter()
-    model, history = ij.fit(model, theta, x, key=k_fit, steps=200 * epoch, batch_size=batch, validation=0.1,
+    model, history = ij.fit(model, theta, x, key=k_fit, steps=max_epochs * epoch, batch_size=batch, validation=0.1,
                             eval_every=epoch, patience=20, progress=False, devices=jax.devices()[:1],
                             optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(5e-4)))
     return model, time.perf_counter() - start, len(history["train"]), history["val"][-1][1]
@@ -180,6 +180,9 @@ def main():
     parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     parser.add_argument("--wheel", type=pathlib.Path, default=WHEEL)
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "results")
+    parser.add_argument("--batch", type=int, default=256, help="experiments only: the table uses 256")
+    parser.add_argument("--max-epochs", type=int, default=200, help="experiments only: the table uses 200")
+    parser.add_argument("--hidden", type=int, default=64, help="experiments only: the table uses 64")
     args = parser.parse_args()
     if not args.wheel.exists():
         raise SystemExit(f"{args.wheel} is missing: pip download sbibm==1.1.0 --no-deps -d {args.wheel.parent}")
@@ -187,7 +190,8 @@ def main():
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     for task in args.tasks:
         for budget in args.budgets:
-            model, seconds, steps, val = train(task, budget, jr.key(budget + len(task)))
+            model, seconds, steps, val = train(task, budget, jr.key(budget + len(task)), batch=args.batch,
+                                                   max_epochs=args.max_epochs, hidden=args.hidden)
             dim = TASKS[task][0](jr.key(0), 1).shape[1]
             draw = eqx.filter_jit(lambda m, k, c, dim=dim: m.sample(k, (10_000, dim), c))
             scores = {}
@@ -199,7 +203,9 @@ def main():
                 print(f"{task} {budget} observation {obs}: C2ST {scores[obs]:.3f}", flush=True)
             results[f"{task}/{budget}"] = {"task": task, "budget": budget, "c2st": scores,
                                           "mean": float(np.mean(list(scores.values()))), "train_s": seconds,
-                                          "steps": steps, "val_loss": val}
+                                          "steps": steps, "val_loss": val,
+                                          "settings": {"batch": args.batch, "max_epochs": args.max_epochs,
+                                                       "hidden": args.hidden}}
             print(json.dumps(results[f"{task}/{budget}"]), flush=True)
             args.results.mkdir(parents=True, exist_ok=True)
             out_json.write_text(json.dumps(results, indent=1))
