@@ -109,10 +109,10 @@ def test_posterior_draws_equal_one_sample_call_per_observation():
     np.testing.assert_allclose(dx.posterior_draws(model, y, 5, (2,), key=jax.random.key(1), batch_size=10),
                                expected, rtol=1e-6, atol=1e-6)
     # Inside Standardized and Constrained too: the same draws as its own sample, and no
-    # observation is repeated per draw on the way to the summary network (no (15, 4) array).
+    # observation is repeated per draw on the way to the summary network (no (15, 7) array).
     from invjax.diagnostics import _draw
 
-    summarized = ij.nets.Summarized(flow, eqx.nn.Linear(7, 2, key=jax.random.key(3)))  # 7: no other axis is
+    summarized = ij.nets.Summarized(flow, eqx.nn.Linear(7, 2, key=jax.random.key(3)))  # 7: no other axis of size 7
     y = jnp.arange(21.0).reshape(3, 7) / 10
     wrapped = ij.nets.Constrained(ij.nets.Standardized(summarized, 0.5, 2.0, y_mean=0.3, y_std=1.5), -3.0, 3.0)
     np.testing.assert_allclose(dx.posterior_draws(wrapped, y, 5, (2,), key=jax.random.key(1), batch_size=10),

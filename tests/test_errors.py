@@ -185,6 +185,9 @@ _NOT_A_KEY = r"key must be one JAX PRNG key, e.g. key=jax.random.key\(0\).*got "
          r"summary network fails on one observation of shape \(6,\) \(y of shape \(3, 6\).*dot_general"),
         (lambda: ij.save(".", REALNVP), r"save: \. is a folder; give a file name"),
         (lambda: ij.diagnostics.coverage(jnp.zeros((0, 10, 2)), jnp.zeros((0, 2))), r"at least one observation"),
+        (lambda: ij.diagnostics.c2st(jnp.zeros((8, 2)), jnp.ones((8, 2)), patience=-1),
+         r"c2st: folds >= 2, max_epochs >= 1, batch_size >= 1 and patience >= 0 needed; got .*patience=-1"),
+        (lambda: ij.diagnostics.c2st(jnp.zeros((8, 2)), jnp.ones((8, 2)), max_epochs=0), r"got .*max_epochs=0"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):
