@@ -16,6 +16,7 @@ from ._jacobian import jvp, vjp
 from ._layer import AbstractLayer
 from ._step import make_step
 from ._vi import fit_vi, reverse_kl
+from ._within import sample_within
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "reconstruction_error",
     "replicate",
     "reverse_kl",
+    "sample_within",
     "save",
     "shard_batch",
     "use_cpu_cores",

@@ -278,8 +278,61 @@ def test_values_on_a_bound_move_inside_and_values_outside_raise_eagerly_and_are_
         (lambda: ij.nets.Constrained(ij.nets.Flow(L.ActNorm(2)), 0.0, 1.0).log_prob(jnp.ones(2)),
          r"Constrained: x must be batched"),
         (lambda: L.Bounded([0.0, 0.0]).inverse(jnp.zeros((2, 3))), r"Bounded: .* so y must be a batch of vectors"),
+        (lambda: ij.sample_within(ij.nets.Flow(L.ActNorm(2)), jr.key(0), (4, 2), max_rounds=0),
+         r"sample_within: max_rounds must be an integer >= 1, got 0"),
+        (lambda: ij.sample_within(L.ActNorm(2), jr.key(0), (4, 2)), r"sample_within: flow must be an invjax flow .*"
+                                                                    r"got ActNorm"),
+        (lambda: ij.sample_within(ij.nets.Flow(L.ActNorm(2)), jr.key(0), (4, 2), lower=[0.0, 0.0, 0.0]),
+         r"sample_within: the bounds are per dimension \(D = 3\), so the samples must be a batch of vectors \(B, 3\); "
+         r"got shape \(4, 2\)"),
+        (lambda: ij.sample_within(ij.nets.Flow(L.ActNorm(2)), 0, (4, 2)), r"sample_within: key must be one JAX"),
     ],
 )
 def test_errors_name_what_was_expected_and_what_was_given(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _gaussian_flow(mean, std):
+    """A flow whose samples are ``N(mean, diag(std^2))``: ``x = (z - bias) exp(-log_scale)``."""
+    body = L.ElementwiseAffine((len(mean),))
+    body = eqx.tree_at(lambda b: (b.log_scale, b.bias), body,
+                       (-jnp.log(jnp.asarray(std)), -jnp.asarray(mean) / jnp.asarray(std)))
+    return ij.nets.Flow(body)
+
+
+def test_sample_within_draws_the_truncated_distribution():
+    """Against scipy's truncated normal: an interval and a half-line, one per dimension (about
+    20% of the draws land inside, so most samples need several rounds)."""
+    mean, std = np.array([0.3, -0.5]), np.array([0.7, 2.0])
+    lower, upper = np.array([0.5, -1.0]), np.array([1.5, INF])
+    flow = _gaussian_flow(mean, std)
+    x = np.asarray(ij.sample_within(flow, jr.key(1), (20_000, 2), lower=lower, upper=upper))
+    assert x.shape == (20_000, 2) and _inside(x, lower, upper)
+    for d in range(2):
+        reference = stats.truncnorm((lower[d] - mean[d]) / std[d], (upper[d] - mean[d]) / std[d], mean[d], std[d])
+        assert abs(x[:, d].mean() - reference.mean()) < 4 * reference.std() / np.sqrt(len(x))
+        assert abs(x[:, d].std() / reference.std() - 1) < 0.03
+        assert stats.kstest(x[:, d], reference.cdf).pvalue > 1e-3
+    # Round 0 is flow.sample: its samples inside are kept as they are.
+    first = np.asarray(flow.sample(jr.key(1), (20_000, 2)))
+    kept = np.all((first > lower) & (first < upper), axis=1)
+    np.testing.assert_array_equal(x[kept], first[kept])
+
+
+def test_sample_within_a_conditional_flow_keeps_each_samples_condition():
+    flow = ij.nets.RealNVP(2, depth=1, hidden=8, cond_channels=1, key=jr.key(0))
+    cond = jnp.repeat(jnp.array([[-3.0], [3.0]]), 500, axis=0)
+    x = ij.sample_within(flow, jr.key(2), (1000, 2), cond, lower=-1.0, upper=1.0)
+    assert _inside(x, -1.0, 1.0)
+    # Each sample is one of its own draws with its own condition (round r: fold_in(key, r)).
+    draws = np.stack([np.asarray(flow.sample(jr.key(2) if r == 0 else jr.fold_in(jr.key(2), r), (1000, 2), cond))
+                      for r in range(100)])
+    assert np.all(np.any(np.all(np.isclose(draws, np.asarray(x)[None]), axis=2), axis=0))
+
+
+def test_sample_within_raises_when_too_little_mass_is_inside():
+    flow = _gaussian_flow(np.zeros(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"sample_within: \d+ of 100 samples are still outside the bounds after 3 "
+                                         r"rounds: 0 of 300 draws \(0\) landed inside.*Constrained"):
+        ij.sample_within(flow, jr.key(0), (100, 2), lower=8.0, upper=9.0, max_rounds=3)
