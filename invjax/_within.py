@@ -45,9 +45,10 @@ def sample_within(flow: AbstractFlow, key: PRNGKeyArray, shape: tuple[int, ...],
         shape: the samples' shape, batch first, as for :meth:`invjax.AbstractFlow.sample`.
         cond: the conditions, one per sample, as for ``flow.sample``; ``None`` for an
             unconditional flow.
-        lower, upper: a number (every value of a sample) or a vector ``(D,)`` of
-            per-dimension bounds for samples ``(B, D)``; ``-inf``/``inf`` where
-            unbounded (as :class:`invjax.nets.Constrained`).
+        lower: a number (every value of a sample) or a vector ``(D,)`` of per-dimension
+            bounds for samples ``(B, D)``; ``-inf`` where unbounded (as
+            :class:`invjax.nets.Constrained`).
+        upper: the same for the upper bounds; ``inf`` where unbounded.
         max_rounds: the most rounds to draw (each draws ``shape[0]`` samples).
 
     Returns:

@@ -43,6 +43,11 @@ def _mlp_of_width_5(in_channels, out_channels, *, key):
     return L.MLP(in_channels, out_channels, 5, depth=1, key=key)
 
 
+def _residual_mlp_of_width_5(in_channels, out_channels, *, key):
+    """sbi's conditioner (``make_conditioner=``): a residual MLP of width 5, one block."""
+    return L.ResidualMLP(in_channels, out_channels, 5, blocks=1, key=key)
+
+
 _SPLINE = L.RationalQuadraticSpline(bins=3, bound=1.0)
 
 
@@ -111,6 +116,9 @@ CASES = {
     "glow_dense_vector_cond": (
         lambda k: ij.nets.Glow(4, 2, 1, 8, key=k, spatial_dims=0, split_scales=False, cond_channels=2), (3, 4), (3, 2)),
     "glow_unsqueezed_image": (lambda k: ij.nets.Glow(2, 2, 1, 4, key=k, split_scales=False), (2, 2, 3, 3)),
+    "glow_nsf_vector_cond": (  # sbi's neural spline flow: splines, residual conditioners (make_conditioner)
+        lambda k: ij.nets.Glow(4, 1, 2, 8, key=k, spatial_dims=0, split_scales=False, cond_channels=2,
+                               transform=_SPLINE, make_conditioner=_residual_mlp_of_width_5), (3, 4), (3, 2)),
     "glow_checkerboard_image": (lambda k: ij.nets.Glow(1, 2, 1, 4, key=k, squeeze=L.CheckerboardSqueeze),
                                 (2, 1, 4, 4)),
     "glow_householder_haar": (
@@ -251,7 +259,7 @@ CASES = {
 SLOW_CASES = frozenset({
     "conditional_glow_vector_cond", "conditional_hint_image", "conditional_hint_net_vector_cond",
     "conditional_hint_signal", "conditional_hint_spline_vector", "conditional_hint_volume", "glow_checkerboard_image",
-    "glow_dense_vector_cond",
+    "glow_dense_vector_cond", "glow_nsf_vector_cond",
     "glow_householder_haar", "glow_signal", "glow_unsqueezed_image", "glow_volume",
     "hint_custom_conditioner_vector", "hint_expclamp_vector", "hint_image", "hint_vector", "hint_volume",
     "hyperbolic_image", "hyperbolic_volume", "irim_image", "irim_volume", "iunet_image", "iunet_signal",

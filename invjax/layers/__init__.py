@@ -6,7 +6,7 @@ from .bounded import Bounded
 from .chain import Chain
 from .composite import AbstractComposite
 from .conditional_hint import ConditionalHINTStep
-from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock
+from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock, ResidualMLP
 from .conjugate import Conjugate
 from .conv1x1 import Conv1x1, Conv1x1LU
 from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling, SplineCoupling
@@ -56,6 +56,7 @@ __all__ = [
     "Permute",
     "RationalQuadraticSpline",
     "ResidualBlock",
+    "ResidualMLP",
     "SigmoidScale",
     "SplineCoupling",
     "Squeeze",

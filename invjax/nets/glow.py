@@ -12,6 +12,7 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, Chain, Conv1x1LU, Squeeze, Stack
+from ..layers.conditioners import check_make_conditioner
 from ..layers.coupling import make_coupling
 from ..layers.scales import AbstractScale, SigmoidScale, check_scale
 from ..layers.spline import RationalQuadraticSpline, check_transform
@@ -21,12 +22,12 @@ from ._options import check_cond_channels, check_layer_class, check_positive
 
 def glow_step(in_channels: int, hidden: int, *, key, spatial_dims: int = 2, conv: type = Conv1x1LU,
               cond_channels: int = 0, scale: AbstractScale = SigmoidScale(),
-              transform: RationalQuadraticSpline | None = None) -> Chain:
+              transform: RationalQuadraticSpline | None = None, make_conditioner=None) -> Chain:
     """One flow step: ActNorm, invertible 1x1 convolution, affine coupling (spline coupling
     where ``transform`` is a spline)."""
     k1, k2 = jr.split(key)
     coupling = make_coupling(in_channels, hidden, spatial_dims=spatial_dims, key=k2, cond_channels=cond_channels,
-                             scale=scale, transform=transform)
+                             scale=scale, transform=transform, make_conditioner=make_conditioner)
     return Chain([ActNorm(in_channels), conv(in_channels, key=k1), coupling])
 
 
@@ -65,6 +66,11 @@ class Glow(AbstractNetwork):
         transform: ``None`` (default: affine couplings) or a spline value,
             ``ij.layers.RationalQuadraticSpline(bins, bound)``: every coupling is then a
             :class:`~invjax.layers.SplineCoupling` (Neural Spline Flows; ``scale`` unused).
+        make_conditioner: ``None`` (default: ``hidden``-wide MLPs for vectors, residual
+            conv blocks otherwise) or a function ``(in_channels, out_channels, *, key) ->
+            module`` building every coupling's conditioner, e.g. sbi's residual network for
+            vectors, ``lambda i, o, *, key: ij.layers.ResidualMLP(i, o, 64, key=key)``. Its
+            input is the coupling's first half (and the condition), one sample at a time.
         split_scales: ``True`` (default): squeeze and factor out at every level; ``False``:
             one scale, ``levels * depth`` steps (needs ``C >= 2``).
         base: the base distribution (default ``ij.StandardNormal()``).
@@ -99,7 +105,8 @@ class Glow(AbstractNetwork):
     def __init__(self, in_channels: int, levels: int, depth: int, hidden: int, *, key, spatial_dims: int = 2,
                  cond_channels: int = 0, cond_spatial: bool = False, conv: type = Conv1x1LU,
                  squeeze: type = Squeeze, scale: AbstractScale = SigmoidScale(), split_scales: bool = True,
-                 transform: RationalQuadraticSpline | None = None, base=StandardNormal(), backprop=Invertible()):
+                 transform: RationalQuadraticSpline | None = None, make_conditioner=None, base=StandardNormal(),
+                 backprop=Invertible()):
         name = "Glow"
         if split_scales:
             check_spatial_dims(name, spatial_dims, (1, 2, 3), " For vectors use RealNVP, or split_scales=False.")
@@ -113,10 +120,12 @@ class Glow(AbstractNetwork):
         check_layer_class(name, "squeeze", squeeze)
         check_scale(name, scale)
         self.transform = check_transform(name, transform)
+        check_make_conditioner(name, make_conditioner)
 
         def step(channels, level_cond_channels, key):
             return glow_step(channels, hidden, key=key, spatial_dims=spatial_dims, conv=conv,
-                             cond_channels=level_cond_channels, scale=scale, transform=transform)
+                             cond_channels=level_cond_channels, scale=scale, transform=transform,
+                             make_conditioner=make_conditioner)
 
         cond_spatial = bool(cond_spatial) and spatial_dims > 0
         if split_scales:
