@@ -23,23 +23,20 @@ def _nflows_residual_net(module, x):
 
 
 def test_residual_mlp_is_nflows_residual_net_and_starts_at_zero():
-    jax.config.update("jax_enable_x64", True)
-    try:
-        module = L.ResidualMLP(5, 3, 16, blocks=2, key=jr.key(0))
-        x = jr.normal(jr.key(1), (5,))
-        assert np.array_equal(module(x), np.zeros(3))  # a new coupling is the identity
-        module = perturb(module, jr.key(2), 0.5)
-        np.testing.assert_allclose(module(x), _nflows_residual_net(module, x), rtol=1e-12)
-        # The skip path is linear: with the blocks' last layers at zero the module is one affine map.
-        linear = module
-        for i in range(len(module.blocks)):
-            linear = eqx.tree_at(lambda m, i=i: (m.blocks[i][1].weight, m.blocks[i][1].bias), linear,
-                                 (jnp.zeros_like(linear.blocks[i][1].weight), jnp.zeros_like(linear.blocks[i][1].bias)))
-        a, b = linear(x), linear(2 * x) - linear(x)
-        np.testing.assert_allclose(linear(3 * x), a + 2 * b, rtol=1e-10)
-        assert not np.allclose(module(3 * x), module(x) + 2 * (module(2 * x) - module(x)), rtol=1e-3)
-    finally:
-        jax.config.update("jax_enable_x64", False)
+    """In float64 (tests/conftest.py turns it on for every test)."""
+    module = L.ResidualMLP(5, 3, 16, blocks=2, key=jr.key(0))
+    x = jr.normal(jr.key(1), (5,))
+    assert np.array_equal(module(x), np.zeros(3))  # a new coupling is the identity
+    module = perturb(module, jr.key(2), 0.5)
+    np.testing.assert_allclose(module(x), _nflows_residual_net(module, x), rtol=1e-12)
+    # The skip path is linear: with the blocks' last layers at zero the module is one affine map.
+    linear = module
+    for i in range(len(module.blocks)):
+        linear = eqx.tree_at(lambda m, i=i: (m.blocks[i][1].weight, m.blocks[i][1].bias), linear,
+                             (jnp.zeros_like(linear.blocks[i][1].weight), jnp.zeros_like(linear.blocks[i][1].bias)))
+    a, b = linear(x), linear(2 * x) - linear(x)
+    np.testing.assert_allclose(linear(3 * x), a + 2 * b, rtol=1e-10)
+    assert not np.allclose(module(3 * x), module(x) + 2 * (module(2 * x) - module(x)), rtol=1e-3)
 
 
 def test_glow_builds_every_conditioner_with_make_conditioner():
