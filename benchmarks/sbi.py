@@ -252,7 +252,7 @@ def write_table(results: dict, path: pathlib.Path):
         r = results[key]
         published = PUBLISHED_NPE[r["task"]][r["budget"]]
         met = "yes" if r["mean"] <= published else "no"
-        lines.append(f"| {r['task']} | {r['budget']:,} | {r['mean']:.3f} | {published:.3f} | {met} | "
+        lines.append(f"| {r['task']} | {r['budget']:,} | {r['mean']:.4f} | {published:.4f} | {met} | "
                      f"{len(r['c2st'])} | {r['train_s']:.0f} | {r['steps']} |")
     path.write_text("C2ST of invjax's NPE against sbibm's reference posteriors (`python benchmarks/sbi.py`; "
                     "settings in its docstring; this 2-core CPU).\n\n" + "\n".join(lines) + "\n")
