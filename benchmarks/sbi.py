@@ -212,6 +212,9 @@ def main():
                         help="experiments only: the splines' range [-bound, bound]; the table uses 6")
     parser.add_argument("--rates", nargs="+", type=float, default=[5e-4, 1e-4, 2e-5],
                         help="experiments only: the learning rate of each stage; the table uses 5e-4 1e-4 2e-5")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="experiments only: S > 0 trains from jr.key(1000 + S) and samples observation i with "
+                             "jr.key(1000 S + i) (the classifier too); the table uses 0")
     args = parser.parse_args()
     if not args.wheel.exists():
         raise SystemExit(f"{args.wheel} is missing: pip download sbibm==1.1.0 --no-deps -d {args.wheel.parent}")
@@ -219,7 +222,8 @@ def main():
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     for task in args.tasks:
         for budget in args.budgets:
-            model, seconds, steps, val = train(task, budget, jr.key(budget + len(task)), batch=args.batch,
+            train_key = jr.key(budget + len(task)) if args.seed == 0 else jr.key(1000 + args.seed)
+            model, seconds, steps, val = train(task, budget, train_key, batch=args.batch,
                                                    max_epochs=args.max_epochs, hidden=args.hidden,
                                                    rates=tuple(args.rates), constrain=args.constrain, bound=args.bound)
             dim = TASKS[task][0](jr.key(0), 1).shape[1]
@@ -229,16 +233,18 @@ def main():
                 cond = jnp.repeat(jnp.asarray(x_o), 10_000, axis=0)
                 bounds = (-math.inf, math.inf) if args.constrain or TASKS[task][1] is None else TASKS[task][1]
                 # Samples outside a box prior are rejected and drawn again (sbi's way).
-                samples = np.asarray(ij.sample_within(model, jr.key(obs), (10_000, dim), cond, lower=bounds[0],
+                seed = 1000 * args.seed + obs
+                samples = np.asarray(ij.sample_within(model, jr.key(seed), (10_000, dim), cond, lower=bounds[0],
                                                       upper=bounds[1]))
-                scores[obs] = dx.c2st(ref, samples, seed=obs)  # sbibm's classifier and stopping rule
+                scores[obs] = dx.c2st(ref, samples, seed=seed)  # sbibm's classifier and stopping rule
                 print(f"{task} {budget} observation {obs}: C2ST {scores[obs]:.3f}", flush=True)
             results[f"{task}/{budget}"] = {"task": task, "budget": budget, "c2st": scores,
                                           "mean": float(np.mean(list(scores.values()))), "train_s": seconds,
                                           "steps": steps, "val_loss": val,
                                           "settings": {"batch": args.batch, "max_epochs": args.max_epochs,
                                                        "hidden": args.hidden, "rates": args.rates,
-                                                       "constrain": args.constrain, "bound": args.bound}}
+                                                       "constrain": args.constrain, "bound": args.bound,
+                                                       "seed": args.seed}}
             print(json.dumps(results[f"{task}/{budget}"]), flush=True)
             args.results.mkdir(parents=True, exist_ok=True)
             out_json.write_text(json.dumps(results, indent=1))
