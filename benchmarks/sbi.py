@@ -155,7 +155,8 @@ def reference(wheel: pathlib.Path, task: str, observation: int):
 
 
 def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 200, hidden: int = 64,
-          rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0):
+          rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0,
+          patience: tuple = (20, 10)):
     """The amortized posterior of ``task`` from ``budget`` simulations, the seconds it took, its optimisation
     steps and its best validation loss (the defaults are the table's settings; the others are for experiments).
 
@@ -185,7 +186,8 @@ def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 20
     for stage, rate in enumerate(rates):
         model, history = ij.fit(best[1], theta[kept], x[kept], key=jr.fold_in(k_fit, stage), steps=max_epochs * epoch,
                                 batch_size=batch, validation=(theta[held], x[held]), eval_every=epoch,
-                                patience=20 if stage == 0 else 10, initialize=stage == 0, progress=False,
+                                patience=patience[0] if stage == 0 else patience[1], initialize=stage == 0,
+                                progress=False,
                                 devices=jax.devices()[:1],
                                 optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(rate)))
         steps += len(history["train"])
