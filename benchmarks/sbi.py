@@ -156,7 +156,7 @@ def reference(wheel: pathlib.Path, task: str, observation: int):
 
 def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 200, hidden: int = 64,
           rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0,
-          patience: tuple = (20, 10)):
+          patience: tuple = (20, 10), bins: int = 8):
     """The amortized posterior of ``task`` from ``budget`` simulations, the seconds it took, its optimisation
     steps and its best validation loss (the defaults are the table's settings; the others are for experiments).
 
@@ -173,7 +173,7 @@ def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 20
     dim = theta.shape[1]
     # sbi's neural spline flow's structure: each step a learned linear map (LU) and a spline coupling.
     flow = ij.nets.Glow(dim, 1, 5, hidden, spatial_dims=0, split_scales=False, cond_channels=x.shape[1], key=k_flow,
-                        transform=ij.layers.RationalQuadraticSpline(bins=8, bound=bound),
+                        transform=ij.layers.RationalQuadraticSpline(bins=bins, bound=bound),
                         make_conditioner=lambda i, o, *, key: ij.layers.ResidualMLP(i, o, hidden, key=key))
     constrain = constrain and bounds is not None
     unbounded = ij.layers.Bounded(*bounds).forward(theta)[0] if constrain else theta

@@ -28,6 +28,7 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--bound", type=float, default=6.0)
+    parser.add_argument("--bins", type=int, default=8)
     parser.add_argument("--rates", nargs="+", type=float, default=[5e-4, 1e-4, 2e-5])
     parser.add_argument("--patience", nargs=2, type=int, default=[20, 10], metavar=("FIRST", "LATER"),
                         help="epochs without a better validation loss before a stage stops")
@@ -35,7 +36,7 @@ def main():
     task = "gaussian_linear"
     key = jr.key(args.budget + len(task)) if args.seed == 0 else jr.key(1000 + args.seed)
     model, seconds, steps, val = sbi.train(task, args.budget, key, batch=args.batch, hidden=args.hidden,
-                                           rates=tuple(args.rates), bound=args.bound,
+                                           rates=tuple(args.rates), bound=args.bound, bins=args.bins,
                                            patience=tuple(args.patience))
     theta = math.sqrt(0.1) * jr.normal(jr.key(99), (20_000, 10))
     x = sbi._gaussian_linear(jr.key(98), theta)
