@@ -34,7 +34,7 @@ def main():
                         help="epochs without a better validation loss before a stage stops")
     args = parser.parse_args()
     task = "gaussian_linear"
-    key = jr.key(args.budget + len(task)) if args.seed == 0 else jr.key(1000 + args.seed)
+    key = sbi.training_key(task, args.budget, args.seed)
     model, seconds, steps, val = sbi.train(task, args.budget, key, batch=args.batch, hidden=args.hidden,
                                            rates=tuple(args.rates), bound=args.bound, bins=args.bins,
                                            patience=tuple(args.patience))
