@@ -43,6 +43,7 @@ import pathlib
 import time
 import zipfile
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -158,9 +159,20 @@ def training_key(task: str, budget: int, seed: int = 0):
     return jr.key(budget + len(task)) if seed == 0 else jr.key(1000 + seed)
 
 
+def simulations(task: str, budget: int, key):
+    """The row's ``budget`` simulations ``theta, x`` and the indices of its validation (10%) and training sets."""
+    prior, _, simulate = TASKS[task]
+    k_prior, k_sim, _, _, k_split = jr.split(key, 5)
+    theta = prior(k_prior, budget)
+    x = simulate(k_sim, theta)
+    order = jr.permutation(k_split, budget)  # one validation set for every stage
+    return theta, x, order[: budget // 10], order[budget // 10:]
+
+
 def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 200, hidden: int = 64,
           rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0,
-          patience: tuple = (20, 10), bins: int = 8):
+          patience: tuple = (20, 10), bins: int = 8, depth: int = 5, weight_decay: float = 0.0,
+          affine_steps: int = 0):
     """The amortized posterior of ``task`` from ``budget`` simulations, the seconds it took, its optimisation
     steps and its best validation loss (the defaults are the table's settings; the others are for experiments).
 
@@ -168,17 +180,22 @@ def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 20
     stops after 20 epochs (the first stage) or 10 epochs (the later ones) without a better validation loss. The
     later, smaller rates remove the noise floor that a constant rate leaves with small batches, without the large
     batches that under-train the tasks that need many steps (two_moons)."""
-    prior, bounds, simulate = TASKS[task]
-    k_prior, k_sim, k_flow, k_fit, k_split = jr.split(key, 5)
-    theta = prior(k_prior, budget)
-    x = simulate(k_sim, theta)
-    order = jr.permutation(k_split, budget)  # one validation set for every stage (10%)
-    held, kept = order[: budget // 10], order[budget // 10:]
+    bounds = TASKS[task][1]
+    theta, x, held, kept = simulations(task, budget, key)
+    _, _, k_flow, k_fit, _ = jr.split(key, 5)
     dim = theta.shape[1]
     # sbi's neural spline flow's structure: each step a learned linear map (LU) and a spline coupling.
-    flow = ij.nets.Glow(dim, 1, 5, hidden, spatial_dims=0, split_scales=False, cond_channels=x.shape[1], key=k_flow,
-                        transform=ij.layers.RationalQuadraticSpline(bins=bins, bound=bound),
-                        make_conditioner=lambda i, o, *, key: ij.layers.ResidualMLP(i, o, hidden, key=key))
+    def conditioner(i, o, *, key):
+        return ij.layers.ResidualMLP(i, o, hidden, key=key)
+
+    flow = ij.nets.Glow(dim, 1, depth, hidden, spatial_dims=0, split_scales=False, cond_channels=x.shape[1],
+                        key=k_flow, transform=ij.layers.RationalQuadraticSpline(bins=bins, bound=bound),
+                        make_conditioner=conditioner)
+    if affine_steps:  # experiments only: affine coupling steps in front of the splines
+        front = [ij.nets.glow.glow_step(dim, hidden, key=jr.fold_in(k_flow, i), spatial_dims=0,
+                                        cond_channels=x.shape[1], make_conditioner=conditioner)
+                 for i in range(affine_steps)]
+        flow = eqx.tree_at(lambda f: f.body, flow, ij.layers.Chain([*front, flow.body]))
     constrain = constrain and bounds is not None
     unbounded = ij.layers.Bounded(*bounds).forward(theta)[0] if constrain else theta
     model = ij.nets.Standardized.from_data(flow, unbounded[kept], x[kept])
@@ -188,12 +205,13 @@ def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 20
     best, steps = (math.inf, model), 0
     start = time.perf_counter()
     for stage, rate in enumerate(rates):
+        adam = optax.adamw(rate, weight_decay=weight_decay) if weight_decay else optax.adam(rate)
         model, history = ij.fit(best[1], theta[kept], x[kept], key=jr.fold_in(k_fit, stage), steps=max_epochs * epoch,
                                 batch_size=batch, validation=(theta[held], x[held]), eval_every=epoch,
                                 patience=patience[0] if stage == 0 else patience[1], initialize=stage == 0,
                                 progress=False,
                                 devices=jax.devices()[:1],
-                                optimizer=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(rate)))
+                                optimizer=optax.chain(optax.clip_by_global_norm(10.0), adam))
         steps += len(history["train"])
         val = min(v for _, v in history["val"])
         if val < best[0]:
