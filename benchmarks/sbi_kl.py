@@ -31,6 +31,7 @@ def main():
     parser.add_argument("--bound", type=float, default=6.0)
     parser.add_argument("--bins", type=int, default=8)
     parser.add_argument("--depth", type=int, default=5, help="flow steps")
+    parser.add_argument("--members", type=int, default=3, help="flows in the ensemble (the table's 3)")
     parser.add_argument("--affine-steps", type=int, default=0, help="affine coupling steps before the splines")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--rates", nargs="+", type=float, default=[5e-4, 1e-4, 2e-5])
@@ -39,11 +40,10 @@ def main():
     args = parser.parse_args()
     task = "gaussian_linear"
     key = sbi.training_key(task, args.budget, args.seed)
-    model, seconds, steps, val = sbi.train(task, args.budget, key, batch=args.batch, hidden=args.hidden,
-                                           rates=tuple(args.rates), bound=args.bound, bins=args.bins,
-                                           depth=args.depth, weight_decay=args.weight_decay,
-                                           affine_steps=args.affine_steps,
-                                           patience=tuple(args.patience))
+    model, seconds, steps, val = sbi.train_ensemble(task, args.budget, key, members=args.members, batch=args.batch,
+                                                    hidden=args.hidden, rates=tuple(args.rates), bound=args.bound,
+                                                    bins=args.bins, depth=args.depth, weight_decay=args.weight_decay,
+                                                    affine_steps=args.affine_steps, patience=tuple(args.patience))
     log_q = eqx.filter_jit(lambda m, t, c: m.log_prob(t, c))
 
     def gap(theta, x):  # log p(theta | x) - log q(theta | x), and its standard error
