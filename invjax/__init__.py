@@ -8,6 +8,7 @@ from . import diagnostics, layers, nets
 from ._backprop import AbstractBackprop, Autodiff, Invertible
 from ._devices import device_mesh, process_part, replicate, shard_batch, use_cpu_cores
 from ._distributions import AbstractDistribution, DiagonalNormal, StandardNormal
+from ._ensemble import Ensemble
 from ._fit import fit, negative_log_likelihood
 from ._flow import AbstractFlow, with_backprop
 from ._health import reconstruction_error
@@ -27,6 +28,7 @@ __all__ = [
     "AbstractLayer",
     "Autodiff",
     "DiagonalNormal",
+    "Ensemble",
     "Invertible",
     "StandardNormal",
     "device_mesh",

@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from ._checks import check_key
+from ._ensemble import Ensemble
 from ._flow import AbstractFlow
 from .layers.bounded import Bounded
 
@@ -40,7 +41,8 @@ def sample_within(flow: AbstractFlow, key: PRNGKeyArray, shape: tuple[int, ...],
     ``-log P_q(box | cond)``, which it does not compute.
 
     Args:
-        flow: any invjax flow (or ``Summarized`` model).
+        flow: any invjax flow (or ``Summarized`` model), or an :class:`invjax.Ensemble`
+            (then each draw is the mixture's: the box truncates the mixture).
         key: a PRNG key.
         shape: the samples' shape, batch first, as for :meth:`invjax.AbstractFlow.sample`.
         cond: the conditions, one per sample, as for ``flow.sample``; ``None`` for an
@@ -67,8 +69,8 @@ def sample_within(flow: AbstractFlow, key: PRNGKeyArray, shape: tuple[int, ...],
         True
     """
     check_key("sample_within", key)
-    if not isinstance(flow, AbstractFlow):
-        raise ValueError(f"sample_within: flow must be an invjax flow (or Summarized model), got "
+    if not isinstance(flow, AbstractFlow | Ensemble):
+        raise ValueError(f"sample_within: flow must be an invjax flow (or Summarized model, or Ensemble), got "
                          f"{type(flow).__name__}.")
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
         raise ValueError(f"sample_within: max_rounds must be an integer >= 1, got {max_rounds!r}.")

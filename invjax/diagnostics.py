@@ -28,6 +28,7 @@ import numpy as np
 
 from ._checks import check_key
 from ._devices import split_like_batch
+from ._ensemble import Ensemble, choose
 from ._two_sample import c2st, misspecification_test, mmd
 
 __all__ = [
@@ -69,8 +70,14 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
     ``flow.sample(jax.random.fold_in(key, i), (L, *event_shape), its condition repeated)``,
     whatever ``batch_size``.
 
+    An :class:`invjax.Ensemble` of ``K`` flows: each member draws all ``N * L`` samples
+    (member ``k`` from the ``k + 1``-th of ``jax.random.split(key, K + 1)``) and each draw
+    keeps one member's, chosen uniformly at random: the mixture's draws, at ``K`` times
+    the work and the memory of the result.
+
     Args:
-        flow: a conditional flow (or ``Summarized`` model).
+        flow: a conditional flow (or ``Summarized`` model), or an :class:`invjax.Ensemble`
+            of them.
         cond: ``N`` conditions (observations for ``Summarized``), batch first.
         draws: ``L``, samples per condition.
         event_shape: the shape of one sample ``x`` (without the batch).
@@ -110,6 +117,12 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
         raise ValueError(f"posterior_draws: batch_size must hold the draws of one observation (>= {draws}), got "
                          f"{batch_size}.")
     per_pass = n if batch_size is None else max(1, min(n, batch_size // draws))
+    if isinstance(flow, Ensemble) and len(flow.flows) > 1:  # every member draws all; each draw keeps one
+        k_pick, *keys = jax.random.split(key, len(flow.flows) + 1)
+        return choose(k_pick, jnp.stack([_draw(member, cond, k, draws, tuple(event_shape), per_pass, mesh)
+                                         for member, k in zip(flow.flows, keys, strict=True)]), batch_ndim=2)
+    if isinstance(flow, Ensemble):
+        flow = flow.flows[0]
     return _draw(flow, cond, key, draws, tuple(event_shape), per_pass, mesh)
 
 
