@@ -95,3 +95,12 @@ def test_bad_members_raise():
         ij.Ensemble([flow, "flow"])
     with pytest.raises(ValueError, match="Ensemble.sample"):
         ij.Ensemble([flow, flow]).sample(0, (3, 2))
+
+
+def test_save_and_load(tmp_path):
+    model = gaussians()
+    ij.save(tmp_path / "ensemble.eqx", model)
+    loaded = ij.load(tmp_path / "ensemble.eqx")
+    x = jnp.arange(8.0).reshape(4, 2)
+    assert isinstance(loaded, ij.Ensemble)
+    np.testing.assert_array_equal(loaded.log_prob(x), model.log_prob(x))
