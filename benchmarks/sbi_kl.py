@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--bound", type=float, default=6.0)
     parser.add_argument("--bins", type=int, default=8)
     parser.add_argument("--depth", type=int, default=5, help="flow steps")
-    parser.add_argument("--members", type=int, default=3, help="flows in the ensemble (the table's 3)")
+    parser.add_argument("--members", type=int, default=1, help="flows in the ensemble (their mixture)")
     parser.add_argument("--affine-steps", type=int, default=0, help="affine coupling steps before the splines")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--rates", nargs="+", type=float, default=[5e-4, 1e-4, 2e-5])
