@@ -67,11 +67,17 @@ class Ensemble(AbstractStrictModule):
         so the cost is ``K`` flows' sampling. With one member, ``flows[0].sample(key, ...)``.
         """
         check_key("Ensemble.sample", key)
+        return self.mix(key, lambda flow, k: flow.sample(k, shape, cond))
+
+    def mix(self, key: PRNGKeyArray, draw, batch_ndim: int = 1) -> Array:
+        """The mixture's draws from ``draw(flow, key) -> (*batch, *event)``, one member's draws: member ``k``
+        draws with the ``k + 1``-th of ``jax.random.split(key, K + 1)`` and each of the ``batch_ndim`` leading
+        positions keeps a member's draw chosen uniformly with the first. With one member, ``draw(flows[0], key)``."""
         if len(self.flows) == 1:
-            return self.flows[0].sample(key, shape, cond)
+            return draw(self.flows[0], key)
         k_pick, *keys = jax.random.split(key, len(self.flows) + 1)
-        draws = jnp.stack([flow.sample(k, shape, cond) for flow, k in zip(self.flows, keys, strict=True)])
-        return choose(k_pick, draws)
+        draws = jnp.stack([draw(flow, k) for flow, k in zip(self.flows, keys, strict=True)])
+        return choose(k_pick, draws, batch_ndim)
 
     @property
     def dtype(self):

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._checks import check_key
 from ._devices import split_like_batch
-from ._ensemble import Ensemble, choose
+from ._ensemble import Ensemble
 from ._two_sample import c2st, misspecification_test, mmd
 
 __all__ = [
@@ -117,12 +117,9 @@ def posterior_draws(flow, cond, draws: int, event_shape: tuple[int, ...], *, key
         raise ValueError(f"posterior_draws: batch_size must hold the draws of one observation (>= {draws}), got "
                          f"{batch_size}.")
     per_pass = n if batch_size is None else max(1, min(n, batch_size // draws))
-    if isinstance(flow, Ensemble) and len(flow.flows) > 1:  # every member draws all; each draw keeps one
-        k_pick, *keys = jax.random.split(key, len(flow.flows) + 1)
-        return choose(k_pick, jnp.stack([_draw(member, cond, k, draws, tuple(event_shape), per_pass, mesh)
-                                         for member, k in zip(flow.flows, keys, strict=True)]), batch_ndim=2)
-    if isinstance(flow, Ensemble):
-        flow = flow.flows[0]
+    if isinstance(flow, Ensemble):  # every member draws all; each draw keeps one member's
+        return flow.mix(key, lambda member, k: _draw(member, cond, k, draws, tuple(event_shape), per_pass, mesh),
+                        batch_ndim=2)
     return _draw(flow, cond, key, draws, tuple(event_shape), per_pass, mesh)
 
 
