@@ -8,7 +8,8 @@ gaussian_linear's posterior is exact: prior N(0, 0.1 I), data N(theta, 0.1 I), s
 The KL divergence E_x KL(p(theta | x) || q(theta | x)) is the mean over 20,000 fresh pairs (theta, x) of
 ``log p(theta | x) - log q(theta | x)`` (the same pairs for every setting), printed with its standard error; the
 same mean over 20,000 of the training pairs, beside it, shows how much of the KL is over-fitting.
-Measured at 10^5 simulations: splines on [-4, 4] 0.052 +- 0.002, on [-6, 6] (the table) 0.026 +- 0.002.
+Measured at 10^5 simulations, one flow (``--members 1``): splines on [-4, 4] 0.052 +- 0.002, on [-6, 6] (the
+table's) 0.026 +- 0.002; with ``--seed 1``, one flow 0.029 and the mixture of three (the table's, the default) 0.015.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main():
     parser.add_argument("--bound", type=float, default=6.0)
     parser.add_argument("--bins", type=int, default=8)
     parser.add_argument("--depth", type=int, default=5, help="flow steps")
-    parser.add_argument("--members", type=int, default=1, help="flows in the ensemble (their mixture)")
+    parser.add_argument("--members", type=int, default=3, help="flows in the ensemble (their mixture); the table's 3")
     parser.add_argument("--affine-steps", type=int, default=0, help="affine coupling steps before the splines")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--rates", nargs="+", type=float, default=[5e-4, 1e-4, 2e-5])
