@@ -5,8 +5,9 @@ reference (``process_id = -1``). Results go to ``<out>/<role>-<process>.json``.
     python tests/distributed_run.py <role> <process_id> <port> <out>
 
 Roles: ``fit`` (``ij.fit`` with space 1, 2 and 4, losses and gradients; the simulator
-path; bad set-ups), ``resume`` (a simulator run with checkpoints; with
-``INVJAX_KILL_AT=<step>`` process 1 SIGKILLs itself when it draws that step's pairs).
+path; bad set-ups; ``ij.fit_vi`` with space 1, 2 and 4, and amortized), ``resume`` (a
+simulator run with checkpoints; with ``INVJAX_KILL_AT=<step>`` process 1 SIGKILLs itself
+when it draws that step's pairs).
 """
 
 import json
@@ -73,6 +74,23 @@ def simulated_global_batches(parts, steps, batch_size=8):
                                                       strict=True)) for i in range(steps)]
 
 
+def vi_runs(devices, spaces):
+    """``ij.fit_vi``'s losses: unconditional on ``(1, 32, 16)`` samples for each ``space``, and
+    amortized on vectors from one observation (every process picks it, whatever its key: the
+    one-device run sees the same batches)."""
+    target = lambda x: -0.5 * jnp.sum((x - 1.0) ** 2, axis=(1, 2, 3))
+    out = {}
+    for space in spaces:
+        _, history = ij.fit_vi(ij.nets.Glow(1, 2, 1, 8, key=jr.key(0)), target, (1, 32, 16), key=KEY, steps=3,
+                               batch_size=4, progress=False, devices=devices, space=space)
+        out[f"vi_{space}"] = history["train"]
+    posterior = ij.nets.RealNVP(2, 2, 8, cond_channels=1, key=jr.key(0))
+    _, history = ij.fit_vi(posterior, lambda x, y: -0.5 * jnp.sum((x - y) ** 2, axis=1), (2,), jnp.ones((1, 1)),
+                           key=KEY, steps=3, batch_size=4, progress=False, devices=devices)
+    out["vi_amortized"] = history["train"]
+    return out
+
+
 def gradient(f, batch):
     f = f.initialize(*batch)
     loss, grads = eqx.filter_value_and_grad(nll)(f, *batch)
@@ -92,7 +110,7 @@ def fit_role():
         _, history = ij.fit(flow(), iter(simulated_global_batches(2, 6)), key=KEY, steps=6, batch_size=8,
                             progress=False, devices=one)
         out["simulator"] = history["train"]
-        return out
+        return out | vi_runs(one, (1,))
     for space in (1, 2, 4):
         mesh = ij.device_mesh(space=space)
         part, parts = ij.process_part(mesh)
@@ -127,7 +145,7 @@ def fit_role():
         except ValueError as error:
             errors.append(str(error))
     out["errors"] = errors
-    return out
+    return out | vi_runs(None, (1, 2, 4))
 
 
 def resume_role():

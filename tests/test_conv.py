@@ -134,3 +134,21 @@ def test_a_flow_whose_blocks_take_the_loop_has_autodiff_gradients_in_float64():
     ours = eqx.filter_grad(loss)(flow)
     theirs = eqx.filter_grad(loss)(ij.with_backprop(flow, ij.Autodiff()))
     assert rel_err(ours, theirs) < 1e-10
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_downsampling_block_with_kernel_equal_to_stride_equals_equinox_convolutions(n):
+    # i-RIM's residual block (kernel = stride) runs its strided convolution and its transpose
+    # as patch products (they split over space with no gather); Equinox's Conv and
+    # ConvTranspose, which hold the weights, are the reference: values and gradients.
+    block = ij.layers.ResidualBlock(3, 2, 4, key=jr.key(0), spatial_dims=n, kernel=2, stride=2)
+    block = eqx.tree_at(lambda b: (b.convs[2].weight, b.convs[2].bias), block,  # not zero: a real test
+                        (jr.normal(jr.key(1), block.convs[2].weight.shape), jr.normal(jr.key(2), (2,) + (1,) * n)))
+    x = jr.normal(jr.key(3), (3, *(4, 6, 2)[:n]))
+    reference = lambda b, x: b._output(b._body(*b.convs, x))
+    assert jnp.allclose(block(x), reference(block, x), rtol=1e-12, atol=1e-12)
+    loss = lambda f: lambda both: jnp.sum(jnp.sin(f(*both)))  # gradients of the weights and of x
+    ours = eqx.filter_grad(loss(lambda b, x: b(x)))((block, x))
+    theirs = eqx.filter_grad(loss(reference))((block, x))
+    for a, c in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        assert jnp.allclose(a, c, rtol=1e-10, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Several processes: ``ij.fit`` under ``jax.distributed`` on this machine (2 processes x 2
+"""Several processes: ``ij.fit`` and ``ij.fit_vi`` under ``jax.distributed`` on this machine (2 processes x 2
 host CPU devices, coordinator on 127.0.0.1, gloo collectives), against the one-device run
 of the same global batches; a process SIGKILLed mid-run, and the run resumed.
 
@@ -77,6 +77,11 @@ def test_fit_over_two_processes_equals_one_device(tmp_path):
     assert "pass devices=None" in devices
     assert "the processes feed different layouts" in layout and "(B, 1, 32, 8)" in layout
     assert "(B, 1, 16, 8)" in second["errors"][3]
+    # fit_vi: the latents are drawn for the whole batch with the run's key, split over both
+    # processes' devices; the same losses as on one device (float32 sums in another order).
+    for name in ("vi_1", "vi_2", "vi_4", "vi_amortized"):
+        assert first[name] == second[name]
+        np.testing.assert_allclose(first[name], one[name if name == "vi_amortized" else "vi_1"], rtol=1e-4)
 
 
 def test_a_killed_process_resumes_from_the_one_checkpoint_with_the_same_losses(tmp_path):

@@ -180,6 +180,45 @@ def conv_same(x, weight, bias=None):
     return out if bias is None else out + bias.reshape(-1)
 
 
+def patch_conv(x, weight, bias):
+    """A convolution whose kernel equals its stride (no padding): one matrix product per patch.
+
+    Args:
+        x: ``(I, *spatial)``, one sample, each spatial size a multiple of the kernel ``s``.
+        weight: ``(O, I, s, ..., s)`` (Equinox's layout).
+        bias: ``O`` values (any shape with ``O`` elements).
+
+    Returns:
+        ``(O, *spatial / s)``: what ``eqx.nn.Conv(kernel=s, stride=s)`` computes. The patches are
+        a reshape, which XLA splits along a split spatial axis as it is; its partitioner gathers
+        the whole input of a strided convolution's transpose (i-RIM's upsampling) instead.
+    """
+    n, s = x.ndim - 1, weight.shape[2]
+    split = x.reshape(x.shape[0], *(d for size in x.shape[1:] for d in (size // s, s)))  # (I, P, a, Q, b, ...)
+    patches = split.transpose(0, *range(2, 2 * n + 1, 2), *range(1, 2 * n, 2))  # (I, a, b, ..., P, Q, ...)
+    return jnp.tensordot(weight, patches, axes=n + 1) + bias.reshape((-1,) + (1,) * n)
+
+
+def patch_conv_transpose(h, weight, bias):
+    """The transpose of :func:`patch_conv` as Equinox computes it: ``eqx.nn.ConvTranspose(kernel=s,
+    stride=s)``, each input position spread over its own ``s x ... x s`` patch.
+
+    Args:
+        h: ``(I, *spatial)``, one sample.
+        weight: ``(O, I, s, ..., s)`` (Equinox's ``ConvTranspose`` layout: correlated with the
+            dilated input, so output offset ``r`` takes kernel entry ``s - 1 - r``).
+        bias: ``O`` values (any shape with ``O`` elements).
+
+    Returns:
+        ``(O, *spatial * s)``.
+    """
+    n, s = h.ndim - 1, weight.shape[2]
+    flipped = jnp.flip(weight, axis=tuple(range(2, n + 2)))
+    patches = jnp.tensordot(flipped, h, axes=([1], [0]))  # (O, a, b, ..., P, Q, ...)
+    out = patches.transpose(0, *(i for d in range(n) for i in (n + 1 + d, 1 + d)))  # (O, P, a, Q, b, ...)
+    return out.reshape(out.shape[0], *(size * s for size in h.shape[1:])) + bias.reshape((-1,) + (1,) * n)
+
+
 def to_channels_last(x):
     """``(N, C, *spatial)`` -> ``(N, *spatial, C)``."""
     return jnp.moveaxis(x, 1, -1)

@@ -17,7 +17,7 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from .._checks import check_spatial_dims
-from ._conv import conv_same, to_channels_first, to_channels_last
+from ._conv import conv_same, patch_conv, patch_conv_transpose, to_channels_first, to_channels_last
 
 
 def _zero_last(module, get):
@@ -105,7 +105,13 @@ class ResidualBlock(eqx.Module):
         if any(n % self.stride for n in x.shape[1:]):
             raise ValueError(f"ResidualBlock: spatial sizes must be multiples of the stride {self.stride}; got a "
                              f"sample of shape {x.shape}.")
-        return self._output(self._body(*self.convs, x))
+        first, middle, last = self.convs
+        if first.kernel_size == first.stride:
+            # Kernel = stride (i-RIM's k1 = s1): patch products, which split over space with no
+            # gather (XLA gathers the whole input of a transposed convolution's gradient).
+            first = lambda h, c=first: patch_conv(h, c.weight, c.bias)  # noqa: E731
+            last = lambda h, c=last: patch_conv_transpose(h, c.weight, c.bias)  # noqa: E731
+        return self._output(self._body(first, middle, last, x))
 
     def _body(self, first, middle, last, x):
         h = self.activation(first(x))
