@@ -102,13 +102,14 @@ def _gaussian_mixture(key, theta):
     return theta + scale * jr.normal(kn, theta.shape)
 
 
-def _glm_files(wheel: pathlib.Path = WHEEL):
+def _glm_files(wheel: pathlib.Path | None = None):
     """sbibm's Bernoulli GLM design matrix ``(100, 10)`` and stimulus ``(100,)`` (torch tensor
-    files in its wheel, read with ``weights_only=True``: no code runs)."""
+    files in its wheel, ``WHEEL`` unless given, which ``--wheel`` sets; read with ``weights_only=True``:
+    no code runs)."""
     import torch
 
     folder = "sbibm/tasks/bernoulli_glm/files/"
-    with zipfile.ZipFile(wheel) as archive:
+    with zipfile.ZipFile(wheel or WHEEL) as archive:
         read = lambda name: torch.load(io.BytesIO(archive.read(folder + name)), weights_only=True).numpy()
         return jnp.asarray(read("design_matrix.pt")), jnp.asarray(read("stimulus_I.pt"))
 
@@ -241,6 +242,7 @@ def train_ensemble(task: str, budget: int, key, *, members: int = 3, **settings)
 
 
 def main():
+    global WHEEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[10_000, 100_000])
@@ -263,6 +265,7 @@ def main():
                         help="experiments only: S > 0 trains from jr.key(1000 + S) and samples observation i with "
                              "jr.key(1000 S + i) (the classifier too); the table uses 0")
     args = parser.parse_args()
+    WHEEL = args.wheel  # the simulator of bernoulli_glm reads its design from the wheel too
     if not args.wheel.exists():
         raise SystemExit(f"{args.wheel} is missing: pip download sbibm==1.1.0 --no-deps -d {args.wheel.parent}")
     out_json = args.results / "sbi.json"
