@@ -38,15 +38,21 @@ def test_conv_same_values_gradients_jvp_vmap_hessian_match_lax(n, k):
     assert close(jax.hessian(lambda w: ours(x, w, b))(w), jax.hessian(lambda w: theirs(x, w, b))(w))
 
 
-def test_no_convolution_of_a_scanned_glow_gradient_is_left_in_nchw():
+@pytest.mark.parametrize("network", ["glow", "irim"])
+def test_no_convolution_of_a_scanned_gradient_is_left_in_nchw(network):
     # In Equinox's NCHW/OIHW layout (dim_labels bf01_oi01->bf01) every convolution inside
-    # the depth scans ran with XLA:CPU's naive kernel (a Glow step 16x slower). At this
-    # tiny size XLA folds some of our transposes back (labels like 01fb_o01i->f01b); at
-    # realistic sizes (hidden 64, 64x64) all of them come out canonical.
-    flow = ij.nets.Glow(3, levels=2, depth=2, hidden=8, key=jr.key(0))
-    x = jr.normal(jr.key(1), (2, 3, 8, 8))
+    # the depth scans ran with XLA:CPU's naive kernel (a Glow step 16x slower; an i-RIM
+    # gradient 5x slower with stride 2). At this tiny size XLA folds some of our transposes
+    # back (labels like 01fb_o01i->f01b); at realistic sizes (hidden 64, 64x64) all of them
+    # come out canonical.
+    if network == "glow":
+        flow = ij.nets.Glow(3, levels=2, depth=2, hidden=8, key=jr.key(0))
+        x, cond = jr.normal(jr.key(1), (2, 3, 8, 8)), None
+    else:
+        flow = ij.nets.IRIM(2, 2, 8, lambda v: 0.5 * v, key=jr.key(0), stride=2)
+        x, cond = jr.normal(jr.key(1), (2, 2, 8, 8)), jr.normal(jr.key(2), (2, 1, 8, 8))
     params, static = eqx.partition(flow, eqx.is_inexact_array)
-    grad = jax.jit(jax.grad(lambda p: -jnp.mean(eqx.combine(p, static).log_prob(x))))
+    grad = jax.jit(jax.grad(lambda p: -jnp.mean(eqx.combine(p, static).log_prob(x, cond))))
     hlo = grad.lower(params).compile().as_text()
     labels = re.findall(r"convolution\(.*?dim_labels=(\S+?),", hlo)
     assert labels and "while" in hlo
@@ -136,15 +142,16 @@ def test_a_flow_whose_blocks_take_the_loop_has_autodiff_gradients_in_float64():
     assert rel_err(ours, theirs) < 1e-10
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_a_downsampling_block_with_kernel_equal_to_stride_equals_equinox_convolutions(n):
-    # i-RIM's residual block (kernel = stride) runs its strided convolution and its transpose
-    # as patch products (they split over space with no gather); Equinox's Conv and
+@pytest.mark.parametrize("n, kernel, stride", [(1, 2, 2), (2, 4, 4), (3, 2, 2), (1, 6, 2), (2, 4, 2), (3, 4, 2),
+                                               (1, 5, 3)])
+def test_a_downsampling_block_equals_equinox_convolutions(n, kernel, stride):
+    # i-RIM's residual block runs its strided convolution and its transpose as reshapes and
+    # stride-1 convolutions (they split over space with no gather); Equinox's Conv and
     # ConvTranspose, which hold the weights, are the reference: values and gradients.
-    block = ij.layers.ResidualBlock(3, 2, 4, key=jr.key(0), spatial_dims=n, kernel=2, stride=2)
+    block = ij.layers.ResidualBlock(3, 2, 4, key=jr.key(0), spatial_dims=n, kernel=kernel, stride=stride)
     block = eqx.tree_at(lambda b: (b.convs[2].weight, b.convs[2].bias), block,  # not zero: a real test
                         (jr.normal(jr.key(1), block.convs[2].weight.shape), jr.normal(jr.key(2), (2,) + (1,) * n)))
-    x = jr.normal(jr.key(3), (3, *(4, 6, 2)[:n]))
+    x = jr.normal(jr.key(3), (3, *(4 * stride, 2 * stride, stride)[:n]))
     reference = lambda b, x: b._output(b._body(*b.convs, x))
     assert jnp.allclose(block(x), reference(block, x), rtol=1e-12, atol=1e-12)
     loss = lambda f: lambda both: jnp.sum(jnp.sin(f(*both)))  # gradients of the weights and of x

@@ -180,43 +180,85 @@ def conv_same(x, weight, bias=None):
     return out if bias is None else out + bias.reshape(-1)
 
 
-def patch_conv(x, weight, bias):
-    """A convolution whose kernel equals its stride (no padding): one matrix product per patch.
+def _space_to_depth(x, s: int):
+    """``(C, *S)`` -> ``(C s**n, *S / s)``, channels ordered ``(c, r_1, ..., r_n)`` (offsets in a patch)."""
+    n = x.ndim - 1
+    split = x.reshape(x.shape[0], *(d for size in x.shape[1:] for d in (size // s, s)))  # (C, P, r1, Q, r2, ...)
+    moved = split.transpose(0, *range(2, 2 * n + 1, 2), *range(1, 2 * n, 2))  # (C, r1, ..., P, Q, ...)
+    return moved.reshape(-1, *moved.shape[n + 1:])
+
+
+def _depth_to_space(y, s: int):
+    """The inverse of :func:`_space_to_depth`: ``(O s**n, *S)`` -> ``(O, *S s)``."""
+    n = y.ndim - 1
+    split = y.reshape(-1, *(s,) * n, *y.shape[1:])  # (O, r1, ..., P, Q, ...)
+    moved = split.transpose(0, *(i for d in range(n) for i in (n + 1 + d, 1 + d)))  # (O, P, r1, Q, r2, ...)
+    return moved.reshape(split.shape[0], *(size * s for size in y.shape[1:]))
+
+
+def _taps(weight, index):
+    """``weight (O, I, k, ..., k)`` read at ``index (2M+1, s)`` along every spatial axis (zero where the
+    index leaves ``[0, k)``): ``(O, I, r_1, ..., r_n, m_1, ..., m_n)``, a stride-1 kernel per offset ``r``."""
+    n, k = weight.ndim - 2, weight.shape[2]
+    valid = (index >= 0) & (index < k)
+    for axis in range(n):
+        # Axis 2 + 2 axis of the growing array is the next kernel axis; it becomes (m, r).
+        taken = jnp.take(weight, jnp.clip(index, 0, k - 1).ravel(), axis=2 + 2 * axis)
+        taken = taken.reshape(*taken.shape[:2 + 2 * axis], *index.shape, *taken.shape[3 + 2 * axis:])
+        weight = taken * valid.reshape((1,) * (2 + 2 * axis) + index.shape + (1,) * (n - 1 - axis)).astype(taken.dtype)
+    # (O, I, m1, r1, m2, r2, ...) -> (O, I, r1, ..., rn, m1, ..., mn)
+    return weight.transpose(0, 1, *range(3, 2 + 2 * n, 2), *range(2, 2 + 2 * n, 2))
+
+
+def strided_conv(x, weight, bias, stride: int, padding: int):
+    """``eqx.nn.Conv(kernel=k, stride=s, padding=p)`` with ``k - 2p`` a multiple of ``s``... as a
+    stride-1 convolution of the space-to-depth input (each of its ``s**n`` offset planes a channel).
 
     Args:
-        x: ``(I, *spatial)``, one sample, each spatial size a multiple of the kernel ``s``.
-        weight: ``(O, I, s, ..., s)`` (Equinox's layout).
+        x: ``(I, *spatial)``, one sample, each spatial size a multiple of ``stride``.
+        weight: ``(O, I, k, ..., k)`` (Equinox's layout).
         bias: ``O`` values (any shape with ``O`` elements).
+        stride, padding: ``s`` and ``p`` (the same on every axis), ``k = s + 2p``.
 
     Returns:
-        ``(O, *spatial / s)``: what ``eqx.nn.Conv(kernel=s, stride=s)`` computes. The patches are
-        a reshape, which XLA splits along a split spatial axis as it is; its partitioner gathers
-        the whole input of a strided convolution's transpose (i-RIM's upsampling) instead.
+        ``(O, *spatial / s)``. Only reshapes and stride-1 convolutions, which XLA splits along a
+        split spatial axis with halos; its partitioner gathers whole inputs of a strided
+        convolution's transpose (i-RIM's upsampling) instead. With ``p = 0`` the convolution is
+        a matrix product per patch.
     """
-    n, s = x.ndim - 1, weight.shape[2]
-    split = x.reshape(x.shape[0], *(d for size in x.shape[1:] for d in (size // s, s)))  # (I, P, a, Q, b, ...)
-    patches = split.transpose(0, *range(2, 2 * n + 1, 2), *range(1, 2 * n, 2))  # (I, a, b, ..., P, Q, ...)
-    return jnp.tensordot(weight, patches, axes=n + 1) + bias.reshape((-1,) + (1,) * n)
+    s, n = stride, x.ndim - 1
+    reach = -(-padding // s)  # output i reads input patches i - reach ... i + reach
+    m, r = jnp.arange(-reach, reach + 1), jnp.arange(s)
+    taps = _taps(weight, m[:, None] * s + r[None, :] + padding)  # (O, I, r..., m...)
+    kernel = taps.reshape(taps.shape[0], -1, *taps.shape[2 + n:])  # (O, I s**n, 2 reach + 1, ...)
+    out = conv_same(to_channels_last(_space_to_depth(x, s)[None]), kernel, bias)
+    return to_channels_first(out)[0]
 
 
-def patch_conv_transpose(h, weight, bias):
-    """The transpose of :func:`patch_conv` as Equinox computes it: ``eqx.nn.ConvTranspose(kernel=s,
-    stride=s)``, each input position spread over its own ``s x ... x s`` patch.
+def strided_conv_transpose(h, weight, bias, stride: int, padding: int):
+    """``eqx.nn.ConvTranspose(kernel=k, stride=s, padding=p)``, ``k = s + 2p``: each of the ``s**n``
+    output offsets is a stride-1 convolution of ``h`` (sub-pixel convolution), the offsets then
+    interleaved by a reshape.
 
     Args:
         h: ``(I, *spatial)``, one sample.
-        weight: ``(O, I, s, ..., s)`` (Equinox's ``ConvTranspose`` layout: correlated with the
-            dilated input, so output offset ``r`` takes kernel entry ``s - 1 - r``).
+        weight: ``(O, I, k, ..., k)`` (Equinox's ``ConvTranspose`` layout: correlated with the
+            dilated input, so output offset ``r`` at distance ``m`` takes kernel entry
+            ``m s + k - 1 - p - r``).
         bias: ``O`` values (any shape with ``O`` elements).
+        stride, padding: ``s`` and ``p``.
 
     Returns:
         ``(O, *spatial * s)``.
     """
-    n, s = h.ndim - 1, weight.shape[2]
-    flipped = jnp.flip(weight, axis=tuple(range(2, n + 2)))
-    patches = jnp.tensordot(flipped, h, axes=([1], [0]))  # (O, a, b, ..., P, Q, ...)
-    out = patches.transpose(0, *(i for d in range(n) for i in (n + 1 + d, 1 + d)))  # (O, P, a, Q, b, ...)
-    return out.reshape(out.shape[0], *(size * s for size in h.shape[1:])) + bias.reshape((-1,) + (1,) * n)
+    s, n, k = stride, h.ndim - 1, weight.shape[2]
+    reach = -(-padding // s)
+    m, r = jnp.arange(-reach, reach + 1), jnp.arange(s)
+    taps = _taps(weight, m[:, None] * s + (k - 1 - padding) - r[None, :])  # (O, I, r..., m...)
+    order = (0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n))  # (O, r..., I, m...)
+    kernel = taps.transpose(order).reshape(-1, taps.shape[1], *taps.shape[2 + n:])  # (O s**n, I, 2 reach + 1, ...)
+    out = to_channels_first(conv_same(to_channels_last(h[None]), kernel))[0]
+    return _depth_to_space(out, s) + bias.reshape((-1,) + (1,) * n)
 
 
 def to_channels_last(x):

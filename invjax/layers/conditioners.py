@@ -17,7 +17,7 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from .._checks import check_spatial_dims
-from ._conv import conv_same, patch_conv, patch_conv_transpose, to_channels_first, to_channels_last
+from ._conv import conv_same, strided_conv, strided_conv_transpose, to_channels_first, to_channels_last
 
 
 def _zero_last(module, get):
@@ -105,13 +105,15 @@ class ResidualBlock(eqx.Module):
         if any(n % self.stride for n in x.shape[1:]):
             raise ValueError(f"ResidualBlock: spatial sizes must be multiples of the stride {self.stride}; got a "
                              f"sample of shape {x.shape}.")
+        # The strided convolution and its transpose as reshapes and stride-1 convolutions: they
+        # split over space with halos only (XLA gathers the whole input of a transposed
+        # convolution's gradient). The Equinox modules hold the weights.
         first, middle, last = self.convs
-        if first.kernel_size == first.stride:
-            # Kernel = stride (i-RIM's k1 = s1): patch products, which split over space with no
-            # gather (XLA gathers the whole input of a transposed convolution's gradient).
-            first = lambda h, c=first: patch_conv(h, c.weight, c.bias)  # noqa: E731
-            last = lambda h, c=last: patch_conv_transpose(h, c.weight, c.bias)  # noqa: E731
-        return self._output(self._body(first, middle, last, x))
+        stride, pad = first.stride[0], first.padding[0][0]
+        down = lambda h: strided_conv(h, first.weight, first.bias, stride, pad)  # noqa: E731
+        up = lambda h: strided_conv_transpose(h, last.weight, last.bias, stride, pad)  # noqa: E731
+        same = lambda h: to_channels_first(conv_same(to_channels_last(h[None]), middle.weight, middle.bias))[0]  # noqa: E731
+        return self._output(self._body(down, same, up, x))
 
     def _body(self, first, middle, last, x):
         h = self.activation(first(x))
