@@ -211,8 +211,8 @@ def _taps(weight, index):
 
 
 def strided_conv(x, weight, bias, stride: int, padding: int):
-    """``eqx.nn.Conv(kernel=k, stride=s, padding=p)`` with ``k - 2p`` a multiple of ``s``... as a
-    stride-1 convolution of the space-to-depth input (each of its ``s**n`` offset planes a channel).
+    """``eqx.nn.Conv(kernel=k, stride=s, padding=p)``, ``k = s + 2p``, as a stride-1 convolution of
+    the space-to-depth input (each of its ``s**n`` offset planes a channel).
 
     Args:
         x: ``(I, *spatial)``, one sample, each spatial size a multiple of ``stride``.
