@@ -33,6 +33,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from .squeeze import depth_to_space, space_to_depth
+
 
 def _letters(n: int) -> str:
     return "DHW"[3 - n:]
@@ -180,26 +182,19 @@ def conv_same(x, weight, bias=None):
     return out if bias is None else out + bias.reshape(-1)
 
 
-def _space_to_depth(x, s: int):
-    """``(C, *S)`` -> ``(C s**n, *S / s)``, channels ordered ``(c, r_1, ..., r_n)`` (offsets in a patch)."""
-    n = x.ndim - 1
-    split = x.reshape(x.shape[0], *(d for size in x.shape[1:] for d in (size // s, s)))  # (C, P, r1, Q, r2, ...)
-    moved = split.transpose(0, *range(2, 2 * n + 1, 2), *range(1, 2 * n, 2))  # (C, r1, ..., P, Q, ...)
-    return moved.reshape(-1, *moved.shape[n + 1:])
+def _subpixel_kernels(weight, stride: int, padding: int, transpose: bool):
+    """The stride-1 kernels of a strided convolution (or its transpose) of ``weight (O, I, k, ..., k)``,
+    ``k = s + 2p``, one per offset ``r`` in an ``s x ... x s`` patch: ``(O, I, r_1, ..., r_n, m_1, ..., m_n)``,
+    ``m`` from ``-M`` to ``M``, ``M = ceil(p / s)``, zero where the tap leaves the kernel.
 
-
-def _depth_to_space(y, s: int):
-    """The inverse of :func:`_space_to_depth`: ``(O s**n, *S)`` -> ``(O, *S s)``."""
-    n = y.ndim - 1
-    split = y.reshape(-1, *(s,) * n, *y.shape[1:])  # (O, r1, ..., P, Q, ...)
-    moved = split.transpose(0, *(i for d in range(n) for i in (n + 1 + d, 1 + d)))  # (O, P, r1, Q, r2, ...)
-    return moved.reshape(split.shape[0], *(size * s for size in y.shape[1:]))
-
-
-def _taps(weight, index):
-    """``weight (O, I, k, ..., k)`` read at ``index (2M+1, s)`` along every spatial axis (zero where the
-    index leaves ``[0, k)``): ``(O, I, r_1, ..., r_n, m_1, ..., m_n)``, a stride-1 kernel per offset ``r``."""
-    n, k = weight.ndim - 2, weight.shape[2]
+    Convolution (Equinox's ``Conv``): output ``i`` reads input ``i s + m s + r - p`` with tap ``m s + r + p``.
+    Transpose (Equinox's ``ConvTranspose``, a correlation with the dilated input): output ``i s + r`` reads
+    input ``i + m`` with tap ``m s + k - 1 - p - r``.
+    """
+    n, k, s = weight.ndim - 2, weight.shape[2], stride
+    reach = -(-padding // s)
+    m, r = jnp.arange(-reach, reach + 1)[:, None], jnp.arange(s)[None, :]
+    index = m * s + (k - 1 - padding - r if transpose else r + padding)  # (2M + 1, s)
     valid = (index >= 0) & (index < k)
     for axis in range(n):
         # Axis 2 + 2 axis of the growing array is the next kernel axis; it becomes (m, r).
@@ -208,6 +203,11 @@ def _taps(weight, index):
         weight = taken * valid.reshape((1,) * (2 + 2 * axis) + index.shape + (1,) * (n - 1 - axis)).astype(taken.dtype)
     # (O, I, m1, r1, m2, r2, ...) -> (O, I, r1, ..., rn, m1, ..., mn)
     return weight.transpose(0, 1, *range(3, 2 + 2 * n, 2), *range(2, 2 + 2 * n, 2))
+
+
+def conv_first(x, weight, bias=None):
+    """:func:`conv_same` of one channels-first sample ``(I, *spatial)``."""
+    return to_channels_first(conv_same(to_channels_last(x[None]), weight, bias))[0]
 
 
 def strided_conv(x, weight, bias, stride: int, padding: int):
@@ -226,39 +226,31 @@ def strided_conv(x, weight, bias, stride: int, padding: int):
         convolution's transpose (i-RIM's upsampling) instead. With ``p = 0`` the convolution is
         a matrix product per patch.
     """
-    s, n = stride, x.ndim - 1
-    reach = -(-padding // s)  # output i reads input patches i - reach ... i + reach
-    m, r = jnp.arange(-reach, reach + 1), jnp.arange(s)
-    taps = _taps(weight, m[:, None] * s + r[None, :] + padding)  # (O, I, r..., m...)
-    kernel = taps.reshape(taps.shape[0], -1, *taps.shape[2 + n:])  # (O, I s**n, 2 reach + 1, ...)
-    out = conv_same(to_channels_last(_space_to_depth(x, s)[None]), kernel, bias)
-    return to_channels_first(out)[0]
+    taps = _subpixel_kernels(weight, stride, padding, transpose=False)  # (O, I, r..., m...)
+    kernel = taps.reshape(taps.shape[0], -1, *taps.shape[2 + x.ndim - 1:])  # (O, I s**n, 2M + 1, ...)
+    return conv_first(space_to_depth(x[None], stride)[0], kernel, bias)
 
 
 def strided_conv_transpose(h, weight, bias, stride: int, padding: int):
     """``eqx.nn.ConvTranspose(kernel=k, stride=s, padding=p)``, ``k = s + 2p``: each of the ``s**n``
     output offsets is a stride-1 convolution of ``h`` (sub-pixel convolution), the offsets then
-    interleaved by a reshape.
+    interleaved by a reshape (depth-to-space).
 
     Args:
         h: ``(I, *spatial)``, one sample.
-        weight: ``(O, I, k, ..., k)`` (Equinox's ``ConvTranspose`` layout: correlated with the
-            dilated input, so output offset ``r`` at distance ``m`` takes kernel entry
-            ``m s + k - 1 - p - r``).
+        weight: ``(O, I, k, ..., k)`` (Equinox's ``ConvTranspose`` layout).
         bias: ``O`` values (any shape with ``O`` elements).
         stride, padding: ``s`` and ``p``.
 
     Returns:
         ``(O, *spatial * s)``.
     """
-    s, n, k = stride, h.ndim - 1, weight.shape[2]
-    reach = -(-padding // s)
-    m, r = jnp.arange(-reach, reach + 1), jnp.arange(s)
-    taps = _taps(weight, m[:, None] * s + (k - 1 - padding) - r[None, :])  # (O, I, r..., m...)
+    n = h.ndim - 1
+    taps = _subpixel_kernels(weight, stride, padding, transpose=True)  # (O, I, r..., m...)
     order = (0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n))  # (O, r..., I, m...)
-    kernel = taps.transpose(order).reshape(-1, taps.shape[1], *taps.shape[2 + n:])  # (O s**n, I, 2 reach + 1, ...)
-    out = to_channels_first(conv_same(to_channels_last(h[None]), kernel))[0]
-    return _depth_to_space(out, s) + bias.reshape((-1,) + (1,) * n)
+    kernel = taps.transpose(order).reshape(-1, taps.shape[1], *taps.shape[2 + n:])  # (O s**n, I, 2M + 1, ...)
+    out = depth_to_space(conv_first(h, kernel)[None], stride)[0]
+    return out + bias.reshape((-1,) + (1,) * n)
 
 
 def to_channels_last(x):

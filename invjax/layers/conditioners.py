@@ -17,7 +17,7 @@ import jax.random as jr
 from jaxtyping import Array, Float
 
 from .._checks import check_spatial_dims
-from ._conv import conv_same, strided_conv, strided_conv_transpose, to_channels_first, to_channels_last
+from ._conv import conv_first, conv_same, strided_conv, strided_conv_transpose, to_channels_first, to_channels_last
 
 
 def _zero_last(module, get):
@@ -112,7 +112,7 @@ class ResidualBlock(eqx.Module):
         stride, pad = first.stride[0], first.padding[0][0]
         down = lambda h: strided_conv(h, first.weight, first.bias, stride, pad)  # noqa: E731
         up = lambda h: strided_conv_transpose(h, last.weight, last.bias, stride, pad)  # noqa: E731
-        same = lambda h: to_channels_first(conv_same(to_channels_last(h[None]), middle.weight, middle.bias))[0]  # noqa: E731
+        same = lambda h: conv_first(h, middle.weight, middle.bias)  # noqa: E731
         return self._output(self._body(down, same, up, x))
 
     def _body(self, first, middle, last, x):

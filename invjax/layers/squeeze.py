@@ -27,16 +27,17 @@ from ._util import batch_logdet
 _HAAR = [[1 / math.sqrt(2), 1 / math.sqrt(2)], [1 / math.sqrt(2), -1 / math.sqrt(2)]]
 
 
-def _to_blocks(x, halves: bool = False):
-    """``(B, C, *S)`` -> ``(B, C, 2, ..., 2, *S/2)``: the block axes (one per spatial axis) after C.
+def _to_blocks(x, halves: bool = False, factor: int = 2):
+    """``(B, C, *S)`` -> ``(B, C, f, ..., f, *S/f)`` (``f = factor``): the block axes (one per
+    spatial axis) after C.
 
-    ``halves=False``: the block index along an axis is the parity of the coordinate (the
+    ``halves=False``: the block index along an axis is the coordinate modulo ``f`` (the
     2x2(x2) neighbours of a space-to-depth, InvertibleNetworks.jl's checkerboard);
-    ``halves=True``: it is the half of the axis (quadrants / octants, its patches).
+    ``halves=True``: it is the ``f``-th of the axis (quadrants / octants, its patches).
     """
     b, c, *sizes = x.shape
     n = len(sizes)
-    x = x.reshape(b, c, *[v for s in sizes for v in ((2, s // 2) if halves else (s // 2, 2))])
+    x = x.reshape(b, c, *[v for s in sizes for v in ((factor, s // factor) if halves else (s // factor, factor))])
     block, inner = (2, 3) if halves else (3, 2)
     return x.transpose(0, 1, *[block + 2 * i for i in range(n)], *[inner + 2 * i for i in range(n)])
 
@@ -44,9 +45,10 @@ def _to_blocks(x, halves: bool = False):
 def _from_blocks(x, n, halves: bool = False):
     """Inverse of :func:`_to_blocks` for ``n`` spatial axes."""
     b, c = x.shape[:2]
-    inner = x.shape[2 + n :]
+    factors, inner = x.shape[2 : 2 + n], x.shape[2 + n :]
     pairs = [(2 + i, 2 + n + i) if halves else (2 + n + i, 2 + i) for i in range(n)]
-    return x.transpose([0, 1] + [a for pair in pairs for a in pair]).reshape(b, c, *[2 * h for h in inner])
+    return x.transpose([0, 1] + [a for pair in pairs for a in pair]).reshape(
+        b, c, *[f * h for f, h in zip(factors, inner, strict=True)])
 
 
 def _merge(blocks, n, offset_major: bool = False):
@@ -61,22 +63,24 @@ def _merge(blocks, n, offset_major: bool = False):
     return blocks.reshape(blocks.shape[0], math.prod(blocks.shape[1 : 2 + n]), *blocks.shape[2 + n :])
 
 
-def _split(y, n, offset_major: bool = False):
-    """Inverse of :func:`_merge`."""
-    b, c = y.shape[0], y.shape[1] // 2**n
+def _split(y, n, offset_major: bool = False, factor: int = 2):
+    """Inverse of :func:`_merge` (blocks of ``factor`` along each axis)."""
+    b, c = y.shape[0], y.shape[1] // factor**n
     if offset_major:
-        return jnp.moveaxis(y.reshape(b, *[2] * n, c, *y.shape[2:]), 1 + n, 1)
-    return y.reshape(b, c, *[2] * n, *y.shape[2:])
+        return jnp.moveaxis(y.reshape(b, *[factor] * n, c, *y.shape[2:]), 1 + n, 1)
+    return y.reshape(b, c, *[factor] * n, *y.shape[2:])
 
 
-def space_to_depth(x):
-    """``(B, C, *S)`` -> ``(B, C * 2**n, *S/2)``, channel ``c`` keeping its block together."""
-    return _merge(_to_blocks(x), x.ndim - 2)
+def space_to_depth(x, factor: int = 2):
+    """``(B, C, *S)`` -> ``(B, C * f**n, *S/f)`` (``f = factor``), channel ``c`` keeping its block
+    together: channel ``c f**n + k``, ``k`` the row-major offset in the block."""
+    return _merge(_to_blocks(x, factor=factor), x.ndim - 2)
 
 
-def depth_to_space(y):
+def depth_to_space(y, factor: int = 2):
+    """The inverse of :func:`space_to_depth`."""
     n = y.ndim - 2
-    return _from_blocks(_split(y, n), n)
+    return _from_blocks(_split(y, n, factor=factor), n)
 
 
 def _haar_mix(blocks, n):
