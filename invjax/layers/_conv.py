@@ -36,6 +36,11 @@ from jax.custom_derivatives import SymbolicZero
 from .squeeze import depth_to_space, space_to_depth
 
 
+# The name scope of every CPU-only kernel formulation (``lax.platform_dependent``'s ``cpu``
+# branches): it shows in programs lowered for CPU, never in those lowered for GPU or TPU.
+CPU_SCOPE = "invjax_cpu_kernel"
+
+
 def _letters(n: int) -> str:
     return "DHW"[3 - n:]
 
@@ -135,6 +140,11 @@ def _by_kernel_in_pencils(x, dweight):
     Not where space is split (:func:`_space_is_split`): a slice of a split axis is gathered
     whole. Per iteration: one pencil's patches, ``T`` times a pencil of ``x``.
     """
+    with jax.named_scope(CPU_SCOPE):  # marks the loop in lowered programs (tests: absent for GPU)
+        return _pencils(x, dweight)
+
+
+def _pencils(x, dweight):
     n = dweight.ndim - 2
     out_ch, in_ch, *ks = dweight.shape
     batch, first, *rest = x.shape[:-1]
