@@ -7,14 +7,15 @@
 Each (library, cores) pair runs in a fresh process, pinned to its cores before the library
 loads (``os.sched_setaffinity``; PyTorch also gets ``torch.set_num_threads``), so "one
 core" is one thread for both. Every part is jitted (JAX) and timed alone: the median of
-``--repeats`` calls after one warm-up call, float32, channels 64 -> 64 (32 for 3D).
+``--repeats`` calls after one warm-up call, float32, channels 64 -> 64 (32 for 3D), and the
+3x3x3 convolutions a 3D Glow really runs (thin: 4 -> 32, 32 -> 8, ...).
 
 Columns: ``forward`` is ``conv_same`` / ``torch.nn.functional.conv{n}d``; ``input grad``
 and ``kernel grad`` are the two halves of its reverse-mode gradient
 (``torch.nn.grad.conv{n}d_input`` / ``_weight``). For invjax the kernel gradient is the
 one a training step runs on this platform (on CPU the per-pencil GEMM loop of
 ``invjax/layers/_conv.py``); ``XLA conv`` is the same gradient as one XLA convolution
-(invjax before issue 26, and its choice on GPU). Writes
+(invjax's choice on GPU and TPU). Writes
 ``benchmarks/results/conv_kernels.{json,md}``.
 """
 
@@ -30,12 +31,24 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-CASES = {  # name: (batch, channels, spatial, kernel)
-    "1D": (8, 64, (65536,), 3),
-    "2D": (8, 64, (256, 256), 3),
-    "3D": (2, 32, (64, 64, 64), 3),
+CASES = {  # name: (batch, in channels, out channels, spatial, kernel)
+    "1D": (8, 64, 64, (65536,), 3),
+    "2D": (8, 64, 64, (256, 256), 3),
+    "3D": (2, 32, 32, (64, 64, 64), 3),
+    # The 3x3x3 convolutions of a 3D Glow's conditioners (one channel in, 3 levels, hidden
+    # 32): first (half the channels -> hidden) and last (hidden -> scale and shift) at each
+    # level's size, for 64^3 (levels at 32^3, 16^3, 8^3) and 128^3 (64^3) inputs.
+    "3D Glow": (2, 4, 32, (32, 32, 32), 3),
+    "3D Glow last": (2, 32, 8, (32, 32, 32), 3),
+    "3D Glow level 2": (2, 16, 32, (16, 16, 16), 3),
+    "3D Glow level 2 last": (2, 32, 32, (16, 16, 16), 3),
+    "3D Glow level 3": (2, 64, 32, (8, 8, 8), 3),
+    "3D Glow level 3 last": (2, 32, 128, (8, 8, 8), 3),
+    "3D Glow 128^3": (2, 4, 32, (64, 64, 64), 3),
+    "3D Glow 128^3 last": (2, 32, 8, (64, 64, 64), 3),
 }
-QUICK = {"1D": (2, 16, (1024,), 3), "2D": (2, 16, (32, 32), 3), "3D": (1, 8, (8, 8, 8), 3)}
+QUICK = {"1D": (2, 16, 16, (1024,), 3), "2D": (2, 16, 16, (32, 32), 3), "3D": (1, 8, 8, (8, 8, 8), 3),
+         "3D thin": (1, 8, 4, (8, 8, 8), 3)}
 
 
 def _median_ms(fn, repeats):
@@ -56,12 +69,12 @@ def _jax_worker(cases, repeats):
     from invjax.layers._conv import _by_kernel_as_conv, conv_same
 
     rows = {}
-    for name, (batch, channels, spatial, k) in cases.items():
+    for name, (batch, in_ch, out_ch, spatial, k) in cases.items():
         n = len(spatial)
         keys = jax.random.split(jax.random.key(0), 3)
-        x = jax.random.normal(keys[0], (batch, *spatial, channels))
-        dy = jax.random.normal(keys[1], (batch, *spatial, channels))
-        w = jax.random.normal(keys[2], (channels, channels, *(k,) * n)) * 0.05
+        x = jax.random.normal(keys[0], (batch, *spatial, in_ch))
+        dy = jax.random.normal(keys[1], (batch, *spatial, out_ch))
+        w = jax.random.normal(keys[2], (out_ch, in_ch, *(k,) * n)) * 0.05
         forward = jax.jit(conv_same)
         input_grad = jax.jit(lambda w, dy: jax.vjp(lambda x: conv_same(x, w), x)[1](dy)[0])
         kernel_grad = jax.jit(lambda x, dy: jax.vjp(lambda w: conv_same(x, w), w)[1](dy)[0])
@@ -83,13 +96,13 @@ def _torch_worker(cases, repeats, threads, device="cpu"):
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     timed = lambda f: _median_ms(lambda: (f(), sync()), repeats)
     rows = {}
-    for name, (batch, channels, spatial, k) in cases.items():
+    for name, (batch, in_ch, out_ch, spatial, k) in cases.items():
         n = len(spatial)
         conv = getattr(torch.nn.functional, f"conv{n}d")
         grad_in, grad_w = getattr(torch.nn.grad, f"conv{n}d_input"), getattr(torch.nn.grad, f"conv{n}d_weight")
-        x = torch.randn(batch, channels, *spatial, device=device)
-        dy = torch.randn(batch, channels, *spatial, device=device)
-        w = torch.randn(channels, channels, *(k,) * n, device=device) * 0.05
+        x = torch.randn(batch, in_ch, *spatial, device=device)
+        dy = torch.randn(batch, out_ch, *spatial, device=device)
+        w = torch.randn(out_ch, in_ch, *(k,) * n, device=device) * 0.05
         with torch.no_grad():
             rows[name] = {"forward": timed(lambda: conv(x, w, padding=k // 2)),
                           "input_grad": timed(lambda: grad_in(x.shape, w, dy, padding=k // 2)),
@@ -110,17 +123,22 @@ def _worker(args):
     print(json.dumps(out), flush=True)
 
 
+def _ms(value):
+    """Milliseconds with three significant figures or so (1893, 35.5, 1.24)."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def _table(results, cases):
     lines = ["| case | cores | part | invjax (ms) | PyTorch (ms) | invjax / PyTorch | XLA conv (ms) |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for cores in sorted({r["cores"] for r in results.values()}, key=str):
         ours, theirs = results[f"jax-{cores}"]["rows"], results[f"torch-{cores}"]["rows"]
-        for name, (batch, channels, spatial, k) in cases.items():
-            label = f"{name} {batch}x{channels}x{'x'.join(map(str, spatial))}, {k}^{len(spatial)}"
+        for name, (batch, in_ch, out_ch, spatial, k) in cases.items():
+            label = f"{name} {batch}x{'x'.join(map(str, spatial))}, {in_ch} -> {out_ch}, {k}^{len(spatial)}"
             for part in ("forward", "input_grad", "kernel_grad"):
                 a, b = ours[name][part], theirs[name][part]
-                xla = f"{ours[name]['kernel_grad_xla_conv']:.0f}" if part == "kernel_grad" else ""
-                lines.append(f"| {label} | {cores} | {part.replace('_', ' ')} | {a:.0f} | {b:.0f} | {a / b:.2f}x | "
+                xla = _ms(ours[name]["kernel_grad_xla_conv"]) if part == "kernel_grad" else ""
+                lines.append(f"| {label} | {cores} | {part.replace('_', ' ')} | {_ms(a)} | {_ms(b)} | {a / b:.2f}x | "
                              f"{xla} |")
     return "\n".join(lines)
 

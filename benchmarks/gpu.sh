@@ -7,6 +7,8 @@
 #   bash benchmarks/gpu.sh --spatial            # one sample split over 1, 2, 4, 8, 16 GPUs (as many as there are)
 #   bash benchmarks/gpu.sh --speed              # one convolution and its gradients vs PyTorch (conv_kernels.py),
 #                                               # and a Glow step at 256^2 and 512^2: invjax, autodiff, normflows
+#   bash benchmarks/gpu.sh --volumes            # a 3D Glow step (glow3d.py): invjax, autodiff, PyTorch at
+#                                               # 32^3..256^3, and the largest cube each fits in 24 GiB
 #
 # Results: benchmarks/results/gpu/{glow_size.csv,glow_depth.csv,glow_sweep.png,glow_sweep.md}.
 # Memory is the device's peak allocation (JAX: memory_stats()["peak_bytes_in_use"],
@@ -42,6 +44,13 @@ if [ "${1:-}" = "--speed" ]; then
         | tee -a benchmarks/results/gpu/glow_step_speed.jsonl
     done
   done
+  exit 0
+fi
+if [ "${1:-}" = "--volumes" ]; then
+  # The 3D Glow against PyTorch on the GPU; more arguments go to both runs (e.g. --depth 16).
+  shift
+  python benchmarks/glow3d.py --gpu --sizes 32 64 128 256 --steps 5 "$@"  # -> benchmarks/results/gpu/glow3d.*
+  python benchmarks/glow3d.py --gpu --largest --limit-gib 24 "$@"         # adds the largest cubes to the same files
   exit 0
 fi
 python benchmarks/glow_sweep.py --results benchmarks/results/gpu \

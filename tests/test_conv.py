@@ -179,7 +179,11 @@ def test_volume_convolution_through_planes_equals_xla_in_float64(case):
     w = jr.normal(jr.key(1), (out_ch, in_ch, *kernel))
     b = jr.normal(jr.key(2), (out_ch,))
     close = lambda a, c: jnp.allclose(a, c, rtol=1e-11, atol=1e-11)
-    assert CPU_SCOPE in jax.jit(conv_same).lower(x, w, b).as_text(debug_info=True)  # the planes run, not XLA's 3D
+    # The planes run, not XLA's 3D convolution: in the forward pass and in both gradients.
+    assert CPU_SCOPE in jax.jit(conv_same).lower(x, w, b).as_text(debug_info=True)
+    for argnum in (0, 1):
+        hlo = jax.jit(jax.grad(lambda x, w: jnp.sum(conv_same(x, w) ** 2), argnum)).lower(x, w).compile().as_text()
+        assert not re.findall(r"convolution\(.*dim_labels=\w*012\w*_", hlo), argnum
     assert close(conv_same(x, w, b), _reference_volume(x, w) + b)
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
     ours, theirs = jax.grad(loss(conv_same), (0, 1))(x, w), jax.grad(loss(_reference_volume), (0, 1))(x, w)
@@ -195,7 +199,10 @@ def test_every_volume_kernel_gradient_formulation_equals_xla_in_float64(formulat
 
     from invjax.layers import _conv
 
-    monkeypatch.setattr(_conv, "_BLOCK_POSITIONS", 40)  # 2 x 5 x 4 = 40 per plane: 1 plane, then 2 rows
+    # Blocks of 40 positions: one whole plane of a (6, 5, 4) volume (2 x 5 x 4 = 40), part of
+    # a plane of a (3, 4, 7) one (2 x 4 x 7 = 56: 2 rows of 2 x 7).
+    monkeypatch.setattr(_conv, "_BLOCK_POSITIONS", 40)
+    assert _conv._slab(2, 6, 5, 4) == (1, 5) and _conv._slab(2, 3, 4, 7) == (1, 2)
     path = {"planes": functools.partial(_conv._volume_by_planes, plane_conv=_conv._plane_kernel_tangent),
             "blocks": _conv._by_kernel_in_slabs, "pencils": _conv._by_kernel_in_pencils}[formulation]
     for in_ch, out_ch, kernel in _VOLUME_CASES.values():

@@ -155,11 +155,17 @@ def _volume_by_planes(x, weight, plane_conv=_by_input):
             return out.reshape(batch, depth, *out.shape[1:])
         kernel = jnp.moveaxis(weight, 2, 0).reshape(depth_taps * out_ch, in_ch, *weight.shape[3:])
         parts = plane_conv(x.reshape(batch * depth, *x.shape[2:]), kernel)  # (N D, H, W, kd O)
-        parts = jnp.pad(parts.reshape(batch, depth, *parts.shape[1:]), pad)
-        # Split, then shifted: the transpose concatenates the shifted cotangents (slicing
-        # each tap out of the whole would transpose to kd padded copies added up).
-        taps = jnp.split(parts, depth_taps, axis=-1)
-        return sum(tap[:, t:t + depth] for t, tap in enumerate(taps))
+        # Split, then each tap shifted along depth by its offset (a slice and a pad that fuse
+        # into the sum; the transpose concatenates the shifted cotangents).
+        taps = jnp.split(parts.reshape(batch, depth, *parts.shape[1:]), depth_taps, axis=-1)
+        return sum(_shift_depth(tap, t - depth_taps // 2) for t, tap in enumerate(taps))
+
+
+def _shift_depth(v, offset: int):
+    """``v[:, d + offset]`` at depth ``d``, zero where that leaves ``v`` (axis 1)."""
+    depth = v.shape[1]
+    kept = v[:, max(offset, 0):depth + min(offset, 0)]
+    return jnp.pad(kept, ((0, 0), (max(-offset, 0), max(offset, 0))) + ((0, 0),) * (v.ndim - 2))
 
 
 def _volume_kernel_tangent(weight_shape, x_shape):
