@@ -12,11 +12,12 @@ core" is one thread for both. Every part is jitted (JAX) and timed alone: the me
 
 Columns: ``forward`` is ``conv_same`` / ``torch.nn.functional.conv{n}d``; ``input grad``
 and ``kernel grad`` are the two halves of its reverse-mode gradient
-(``torch.nn.grad.conv{n}d_input`` / ``_weight``). For invjax the kernel gradient is the
-one a training step runs on this platform (on CPU the per-pencil GEMM loop of
-``invjax/layers/_conv.py``); ``XLA conv`` is the same gradient as one XLA convolution
-(invjax's choice on GPU and TPU). Writes
-``benchmarks/results/conv_kernels.{json,md}``.
+(``torch.nn.grad.conv{n}d_input`` / ``_weight``). For invjax each part is the one a training
+step runs on this platform (on CPU: a volume through XLA's 2D convolution, kernel gradients
+as loops of GEMMs where they pay; ``invjax/layers/_conv.py``); ``XLA conv`` is the same part
+as XLA's own convolution (invjax's choice on GPU and TPU, and for volumes on CPU before they
+went through the 2D convolution). Writes ``benchmarks/results/conv_kernels.{json,md}`` and
+the 3D rows, XLA's convolution beside invjax's, as ``conv_kernels_3d.md``.
 """
 
 from __future__ import annotations
@@ -78,10 +79,18 @@ def _jax_worker(cases, repeats):
         forward = jax.jit(conv_same)
         input_grad = jax.jit(lambda w, dy: jax.vjp(lambda x: conv_same(x, w), x)[1](dy)[0])
         kernel_grad = jax.jit(lambda x, dy: jax.vjp(lambda w: conv_same(x, w), w)[1](dy)[0])
+        # XLA's own convolution, alone at the top level (where XLA lays it out as it likes).
+        s = "DHW"[3 - n:]
+        xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (1,) * n, "SAME",
+                                                        dimension_numbers=(f"N{s}C", f"OI{s}", f"N{s}C"))
+        xla_forward = jax.jit(xla)
+        xla_input_grad = jax.jit(lambda w, dy: jax.vjp(lambda x: xla(x, w), x)[1](dy)[0])
         xla_grad = jax.jit(lambda x, dy: jax.linear_transpose(lambda d: _by_kernel_as_conv(x, d), w)(dy)[0])
         run = lambda f, *a: (lambda: jax.block_until_ready(f(*a)))
         err = jnp.max(jnp.abs(kernel_grad(x, dy) - xla_grad(x, dy))) / jnp.max(jnp.abs(xla_grad(x, dy)))
         rows[name] = {"forward": _median_ms(run(forward, x, w), repeats),
+                      "forward_xla_conv": _median_ms(run(xla_forward, x, w), repeats),
+                      "input_grad_xla_conv": _median_ms(run(xla_input_grad, w, dy), repeats),
                       "input_grad": _median_ms(run(input_grad, w, dy), repeats),
                       "kernel_grad": _median_ms(run(kernel_grad, x, dy), repeats),
                       "kernel_grad_xla_conv": _median_ms(run(xla_grad, x, dy), repeats),
@@ -128,18 +137,30 @@ def _ms(value):
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _table(results, cases):
-    lines = ["| case | cores | part | invjax (ms) | PyTorch (ms) | invjax / PyTorch | XLA conv (ms) |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+def _table(results, cases, volumes=False):
+    """The whole table; with ``volumes`` the 3D rows, XLA's own convolution (what invjax ran
+    before volumes went through its 2D convolution, and runs on GPU) first."""
+    if volumes:
+        lines = ["| case | cores | part | XLA's 3D conv (ms) | invjax (ms) | PyTorch (ms) | XLA / PyTorch | "
+                 "invjax / PyTorch |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+    else:
+        lines = ["| case | cores | part | invjax (ms) | PyTorch (ms) | invjax / PyTorch | XLA conv (ms) |",
+                 "|---|---:|---|---:|---:|---:|---:|"]
     for cores in sorted({r["cores"] for r in results.values()}, key=str):
         ours, theirs = results[f"jax-{cores}"]["rows"], results[f"torch-{cores}"]["rows"]
         for name, (batch, in_ch, out_ch, spatial, k) in cases.items():
+            if volumes and len(spatial) != 3:
+                continue
             label = f"{name} {batch}x{'x'.join(map(str, spatial))}, {in_ch} -> {out_ch}, {k}^{len(spatial)}"
             for part in ("forward", "input_grad", "kernel_grad"):
-                a, b = ours[name][part], theirs[name][part]
-                xla = _ms(ours[name]["kernel_grad_xla_conv"]) if part == "kernel_grad" else ""
-                lines.append(f"| {label} | {cores} | {part.replace('_', ' ')} | {_ms(a)} | {_ms(b)} | {a / b:.2f}x | "
-                             f"{xla} |")
+                a, b, xla = ours[name][part], theirs[name][part], ours[name].get(f"{part}_xla_conv")
+                what = part.replace("_", " ")
+                if volumes:
+                    lines.append(f"| {label} | {cores} | {what} | {_ms(xla)} | {_ms(a)} | {_ms(b)} | {xla / b:.2f}x | "
+                                 f"**{a / b:.2f}x** |")
+                else:
+                    lines.append(f"| {label} | {cores} | {what} | {_ms(a)} | {_ms(b)} | {a / b:.2f}x | "
+                                 f"{'' if xla is None else _ms(xla)} |")
     return "\n".join(lines)
 
 
@@ -174,6 +195,11 @@ def main():
             "One convolution and its two gradients, float32, median of 3 after warm-up, each library in a fresh "
             f"process{'' if args.gpu else ' pinned to its cores'}; "
             f"`python benchmarks/conv_kernels.py{' --gpu' if args.gpu else ''}`.\n\n{table}\n")
+        (out / "conv_kernels_3d.md").write_text(
+            "The 3D rows of `conv_kernels.md`: float32, median of 3 after warm-up, each library in a fresh process"
+            f"{'' if args.gpu else ' pinned to its cores'}; "
+            f"`python benchmarks/conv_kernels.py{' --gpu' if args.gpu else ''}`.\n\n"
+            f"{_table(results, CASES, volumes=True)}\n")
 
 
 if __name__ == "__main__":

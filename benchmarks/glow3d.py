@@ -333,7 +333,7 @@ def _fmt(v, unit="", spec=".3g"):
 def table(data) -> str:
     c, gpu = data["config"], data["config"]["gpu"]
     where = f"a GPU ({data['machine'].get('gpu', 'CUDA')})" if gpu else f"{c['cores']} CPU cores"
-    lines = [f"# 3D Glow training step, invjax vs PyTorch ({where})", "",
+    lines = [f"**3D Glow training step, invjax vs PyTorch ({where})**", "",
              f"`ij.nets.Glow(in_channels=1, levels={c['levels']}, depth={c['depth']}, hidden={c['hidden']}, "
              f"spatial_dims=3)`, batch {c['batch']}, float32; a step is the mean negative log-likelihood, its "
              "gradient and an Adam update. PyTorch: the same architecture in plain PyTorch "

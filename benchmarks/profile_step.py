@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py --size 256 --depth 16 --out benchmarks/results/profile.md
     python benchmarks/profile_step.py --size 32 --depth 2          # a quick look
+    python benchmarks/profile_step.py --volume --size 64 --depth 8 --hidden 32 --batch 2   # glow3d.py's 3D Glow
 
 The step is ``glow_step.py``'s (``--impl invjax``: ``ij.nets.Glow``, loss, gradient and an
 Adam update, the parameters and optimizer state donated) on JAX's single host device (no
@@ -52,11 +53,16 @@ MOVES = {"copy", "transpose", "bitcast", "broadcast", "reshape", "slice", "param
          "pad", "reverse", "select"}
 
 
-def build_step(size, depth, levels, hidden, batch):
-    """``glow_step.py``'s JAX step (``glow_training_step``), compiled for one device."""
+def build_step(size, depth, levels, hidden, batch, volume=False):
+    """``glow_step.py``'s JAX step (``glow_training_step``; with ``volume`` ``glow3d.py``'s, on
+    one-channel volumes), compiled for one device."""
     import jax
 
-    flow, x, params, state, step = glow_training_step(levels, depth, hidden, batch, size)
+    if volume:
+        from glow3d import glow3d_training_step as build
+    else:
+        build = glow_training_step
+    flow, x, params, state, step = build(levels, depth, hidden, batch, size)
 
     jax.clear_caches()
     release()
@@ -166,13 +172,14 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2, help="timed steps, then as many profiled steps")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--out", help="also write the tables to this markdown file")
+    p.add_argument("--volume", action="store_true", help="the 3D Glow of glow3d.py (one channel) instead")
     args = p.parse_args(argv)
 
     import jax
 
     import invjax
 
-    compiled, one = build_step(args.size, args.depth, args.levels, args.hidden, args.batch)
+    compiled, one = build_step(args.size, args.depth, args.levels, args.hidden, args.batch, args.volume)
     hlo = compiled.as_text()
     module = re.match(r"HloModule (\S+?),", hlo).group(1)
     ops = parse_hlo(hlo)

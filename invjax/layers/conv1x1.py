@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, Int
 
 from .._checks import check_layout
 from .._layer import AbstractBasicLayer
+from ._triangular import lower_triangular_inverse, upper_triangular_inverse
 from ._util import batch_logdet, mix_channels, spatial_size
 
 
@@ -106,11 +107,9 @@ class Conv1x1LU(AbstractBasicLayer):
         return (lower @ upper)[self.permutation]
 
     def inverse_matrix(self) -> Float[Array, "C C"]:
-        """``W^{-1} = U^{-1} L^{-1} P^T`` by two triangular solves."""
+        """``W^{-1} = U^{-1} L^{-1} P^T`` from the triangular factors' inverses."""
         lower, upper = self._factors()
-        eye = jnp.eye(self.in_channels, dtype=lower.dtype)
-        linv = jsl.solve_triangular(lower, eye, lower=True, unit_diagonal=True)
-        return jsl.solve_triangular(upper, linv, lower=False)[:, self.permutation]
+        return (upper_triangular_inverse(upper) @ lower_triangular_inverse(lower))[:, self.permutation]
 
     def _logdet(self, x):
         return batch_logdet(jnp.sum(self.log_scale) * spatial_size(x), x)
