@@ -26,9 +26,10 @@ PICTURES = {
     "imaging_posterior": "imaging_posterior_sbc.png",
     "irim_deblurring": "irim_memory.png",
     "iunet_deblurring": "iunet_memory.png",
+    "volume_posterior": "volume_posterior.png",
 }
 # Scripts whose evaluation has its own short mode (held-out pairs and draws, not only steps).
-QUICK = {"imaging_posterior", "irim_deblurring", "iunet_deblurring"}
+QUICK = {"imaging_posterior", "irim_deblurring", "iunet_deblurring", "volume_posterior"}
 
 
 def test_every_script_is_listed():
