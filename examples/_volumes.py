@@ -155,11 +155,11 @@ def psnr(a, b, axes=(-3, -2, -1)):
 class Summary(eqx.Module):
     """The summary network: one observation ``(1, S, S, S)`` -> the flow's condition ``(K, S, S, S)``.
 
-    A residual correction of physics: channel 0 of the condition starts as the Tikhonov
-    reconstruction (weight ``weight``, centred like ``x``) and the network learns what to
-    add (its last convolution is zero at initialisation), so the flow sees a useful
-    condition from the first step instead of waiting for a summary network to learn the
-    inverse of a blur. The network sees the observation, the Tikhonov reconstruction and
+    A residual correction of physics: channel 0 of the condition, the point estimate the
+    flow is recentred on, starts as the Tikhonov reconstruction (weight ``weight``, centred
+    like ``x``) and the network learns what to add (its last convolution is zero at
+    initialisation), so the flow sees a useful condition from the first step instead of
+    waiting for a summary network to learn the inverse of a blur. The network sees the observation, the Tikhonov reconstruction and
     the depth (a convolution does not know where it is, and the noise's weight grows with
     depth). It works at half resolution, where the flow's first level runs: the three
     channels are squeezed to 24 at ``(S/2)^3``, two residual blocks make ``8 K`` channels
@@ -185,7 +185,8 @@ class Summary(eqx.Module):
     def __call__(self, y):
         size = y.shape[-1]
         estimate = tikhonov(y, self.weight)
-        depth = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, size)[:, None, None], y.shape)
+        # A NumPy constant: split over devices, each takes its slice (no gather of a computed one).
+        depth = np.broadcast_to(np.linspace(-1.0, 1.0, size, dtype=np.float32)[:, None, None], y.shape)
         h = jnp.concatenate([y, estimate, depth])[None]  # (1, 3, S, S, S)
         h = ij.layers.Squeeze().forward(h)[0][0]  # (24, S/2, S/2, S/2)
         for block in self.blocks:

@@ -32,7 +32,7 @@ Writes ``examples/out/volume_posterior.png`` (orthogonal slices of truth, observ
 Tikhonov, samples, mean and standard deviation), ``volume_posterior_depth.png`` (error and
 uncertainty against depth), ``volume_posterior_mip.png`` (maximum-intensity projections),
 ``volume_posterior_sbc.png`` and ``volume_posterior_coverage.png``; with ``--memory``
-``volume_memory.{json,md,png}``.
+``volume_posterior_memory.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ def step_memory(model, batch, size, mesh=None):
 def memory_study(args):
     """The compiled memory of the default model's training step at ``args.sizes``: invertible
     and autodiff, one device and four (each volume over a 2 x 2 grid). Writes
-    ``volume_memory.{json,md,png}``."""
+    ``volume_posterior_memory.{json,md,png}``."""
     sizes = args.sizes or ([16, 32] if args.quick else [32, 64, 128, 256])
     model = build_model(jr.key(0), depth=args.depth, hidden=args.hidden, cond_channels=args.cond,
                         summary_hidden=args.summary_hidden)
@@ -379,8 +379,9 @@ def memory_study(args):
     config = {"depth": args.depth, "hidden": args.hidden, "cond": args.cond, "summary_hidden": args.summary_hidden,
               "levels": LEVELS, "batch": args.batch, "devices": jax.device_count(),
               "platform": jax.devices()[0].platform}
-    (OUT / "volume_memory.json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
-    gib = lambda b: f"{b / 2**30:.2f}" if b >= 2**30 else f"{b / 2**20:.0f} MiB"  # noqa: E731
+    name = OUT / "volume_posterior_memory"
+    name.with_suffix(".json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
+    gib = lambda b: f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"  # noqa: E731
     lines = [f"Compiled memory of one training step (loss and gradient) of the volume posterior's model (Glow "
              f"{LEVELS} levels, depth {args.depth}, hidden {args.hidden}, {args.cond}-channel condition; summary "
              f"network hidden {args.summary_hidden}), batch {args.batch}, XLA's memory_analysis() on "
@@ -396,11 +397,11 @@ def memory_study(args):
                      f"{gib(r['invertible_split']['temp'])} | {gib(r['autodiff_split']['temp'])} | "
                      f"{gib(r['invertible_split']['total'])} |")
     gathers = sum(r[k]["all_gathers"] for r in rows for k in ("invertible_split", "autodiff_split"))
-    lines += ["", f"(Sizes without a unit are GiB. All-gathers in the split programs: {gathers}.)"]
-    (OUT / "volume_memory.md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"All-gathers in the split programs: {gathers}."]
+    name.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"wrote {OUT / 'volume_memory.json'} and {OUT / 'volume_memory.md'}")
-    plot_memory(rows, args.batch, OUT / "volume_memory.png")
+    print(f"wrote {name.with_suffix('.json')} and {name.with_suffix('.md')}")
+    plot_memory(rows, args.batch, name.with_suffix(".png"))
 
 
 def plot_memory(rows, batch, path):
