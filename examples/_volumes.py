@@ -159,12 +159,13 @@ class Summary(eqx.Module):
     flow is recentred on, starts as the Tikhonov reconstruction (weight ``weight``, centred
     like ``x``) and the network learns what to add (its last convolution is zero at
     initialisation), so the flow sees a useful condition from the first step instead of
-    waiting for a summary network to learn the inverse of a blur. The network sees the observation, the Tikhonov reconstruction and
-    the depth (a convolution does not know where it is, and the noise's weight grows with
-    depth). It works at half resolution, where the flow's first level runs: the three
-    channels are squeezed to 24 at ``(S/2)^3``, two residual blocks make ``8 K`` channels
-    there, and the inverse squeeze hands them over as a ``(K, S, S, S)`` map, which the
-    flow's own squeeze turns back into the same ``8 K`` channels.
+    waiting for a summary network to learn the inverse of a blur. The network sees the
+    observation, the Tikhonov reconstruction and the depth (a convolution does not know
+    where it is, and the noise's weight grows with depth). It works at half resolution,
+    where the flow's first level runs: the three channels are squeezed to 24 at
+    ``(S/2)^3``, two residual blocks make ``8 K`` channels there, and the inverse squeeze
+    hands them over as a ``(K, S, S, S)`` map, which the flow's own squeeze turns back into
+    the same ``8 K`` channels.
     """
 
     blocks: tuple

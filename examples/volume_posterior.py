@@ -25,8 +25,8 @@ and simulation-based calibration and coverage of eight scalars of each volume.
 model at 32^3, 64^3, 128^3 and 256^3 (compile only, nothing is allocated), with the
 invertible backward and with plain autodiff (``ij.with_backprop(model, ij.Autodiff())``),
 on one device and split over four host devices, each volume over a 2 x 2 grid
-(``space=(2, 2)``, as ``ij.fit(..., space=(2, 2))`` trains), and reads XLA's memory
-analysis. It starts JAX with four host devices itself.
+(``space=(2, 2)``, as ``ij.fit(..., space=(2, 2))`` trains), and the Glow alone on one
+device, and reads XLA's memory analysis. It starts JAX with four host devices itself.
 
 Writes ``examples/out/volume_posterior.png`` (orthogonal slices of truth, observation,
 Tikhonov, samples, mean and standard deviation), ``volume_posterior_depth.png`` (error and
@@ -324,30 +324,38 @@ def train_and_check(args):
     print(f"total {time.perf_counter() - began:.0f} s, peak resident memory {peak:.2f} GiB")
 
 
-def step_memory(model, batch, size, mesh=None):
+def step_memory(model, batch, size, mesh=None, *, flow_only=False):
     """XLA's compiled memory of one training step's loss and gradient, compile only.
 
     ``mesh``: ``None`` for one device, or an :func:`invjax.device_mesh` over which every
     volume (and its observation) is split as ``ij.fit`` splits it; the step is traced under
-    ``jax.set_mesh`` as ``ij.fit`` traces it. Returns bytes per device: temporaries, and
-    the total (arguments + outputs + temporaries, less what aliases).
+    ``jax.set_mesh`` as ``ij.fit`` traces it. ``flow_only``: the Glow alone, its condition
+    an input ``(B, K, S, S, S)`` and its loss ``-log p(x | cond)``, which is all that the
+    backward changes (the summary network is differentiated by autodiff either way).
+    Returns bytes per device: temporaries, and the total (arguments + outputs +
+    temporaries, less what aliases).
     """
-    params, static = eqx.partition(model, eqx.is_inexact_array)
     shape = (batch, 1, size, size, size)
+    if flow_only:
+        model = model.flow.flow  # Summarized -> Recentred -> Glow
+        objective, second = (lambda m, x, c: -jnp.mean(m.log_prob(x, c))), (batch, model.cond_channels, *shape[2:])
+    else:
+        objective, second = loss, shape
+    params, static = eqx.partition(model, eqx.is_inexact_array)
     if mesh is None:
-        volume = jax.ShapeDtypeStruct(shape, jnp.float32)
+        inputs = [jax.ShapeDtypeStruct(s, jnp.float32) for s in (shape, second)]
         params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
     else:
-        spec = jax.sharding.PartitionSpec("batch", None, "space", "space2")
-        volume = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=jax.NamedSharding(mesh, spec))
+        split = jax.NamedSharding(mesh, jax.sharding.PartitionSpec("batch", None, "space", "space2"))
+        inputs = [jax.ShapeDtypeStruct(s, jnp.float32, sharding=split) for s in (shape, second)]
         same = jax.NamedSharding(mesh, jax.sharding.PartitionSpec())
         params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=same), params)
 
     def step_loss(params, x, y):
-        return loss(eqx.combine(params, static), x, y)
+        return objective(eqx.combine(params, static), x, y)
 
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
-        compiled = jax.jit(jax.value_and_grad(step_loss)).lower(params, volume, volume).compile()
+        compiled = jax.jit(jax.value_and_grad(step_loss)).lower(params, *inputs).compile()
     m = compiled.memory_analysis()
     total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
     return {"temp": m.temp_size_in_bytes, "total": total, "all_gathers": compiled.as_text().count(" all-gather(")}
@@ -369,12 +377,14 @@ def memory_study(args):
             start = time.perf_counter()
             row[name] = step_memory(variant, args.batch, size)
             row[f"{name}_split"] = step_memory(variant, args.batch, size, mesh)
+            row[f"{name}_glow"] = step_memory(variant, args.batch, size, flow_only=True)
             row[f"{name}_compile_s"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         mib = lambda r: r["temp"] / 2**20  # noqa: E731
         print(f"{size}^3, batch {args.batch}: temporaries {mib(row['invertible']):.1f} MiB invertible, "
               f"{mib(row['autodiff']):.1f} MiB autodiff; split over 2 x 2 devices, per device "
-              f"{mib(row['invertible_split']):.1f} and {mib(row['autodiff_split']):.1f} MiB", flush=True)
+              f"{mib(row['invertible_split']):.1f} and {mib(row['autodiff_split']):.1f} MiB; the Glow alone "
+              f"{mib(row['invertible_glow']):.1f} and {mib(row['autodiff_glow']):.1f} MiB", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     config = {"depth": args.depth, "hidden": args.hidden, "cond": args.cond, "summary_hidden": args.summary_hidden,
               "levels": LEVELS, "batch": args.batch, "devices": jax.device_count(),
@@ -386,16 +396,18 @@ def memory_study(args):
              f"{LEVELS} levels, depth {args.depth}, hidden {args.hidden}, {args.cond}-channel condition; summary "
              f"network hidden {args.summary_hidden}), batch {args.batch}, XLA's memory_analysis() on "
              f"{config['platform']}; `python examples/volume_posterior.py --memory`. Temporaries (what the step needs "
-             "beyond its inputs and outputs) and, split over 4 devices (each volume over a 2 x 2 grid, "
-             "`space=(2, 2)`), temporaries and total (arguments + outputs + temporaries) per device.", "",
-             "| volume | invertible | autodiff | autodiff / invertible | invertible, per device of 4 | "
-             "autodiff, per device of 4 | invertible total, per device of 4 |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "beyond its inputs and outputs) of the whole model and of the Glow alone (its condition an input) on "
+             "one device, and of the whole model split over 4 devices (each volume over a 2 x 2 grid, "
+             "`space=(2, 2)`), per device, with the total (arguments + outputs + temporaries) per device.", "",
+             "| volume | invertible | autodiff | autodiff / invertible | Glow alone, invertible | "
+             "Glow alone, autodiff | invertible, per device of 4 | autodiff, per device of 4 | "
+             "invertible total, per device of 4 |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['size']}^3 | {gib(r['invertible']['temp'])} | {gib(r['autodiff']['temp'])} | "
-                     f"{r['autodiff']['temp'] / r['invertible']['temp']:.1f}x | "
-                     f"{gib(r['invertible_split']['temp'])} | {gib(r['autodiff_split']['temp'])} | "
-                     f"{gib(r['invertible_split']['total'])} |")
+                     f"{r['autodiff']['temp'] / r['invertible']['temp']:.1f}x | {gib(r['invertible_glow']['temp'])} | "
+                     f"{gib(r['autodiff_glow']['temp'])} | {gib(r['invertible_split']['temp'])} | "
+                     f"{gib(r['autodiff_split']['temp'])} | {gib(r['invertible_split']['total'])} |")
     gathers = sum(r[k]["all_gathers"] for r in rows for k in ("invertible_split", "autodiff_split"))
     lines += ["", f"All-gathers in the split programs: {gathers}."]
     name.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -405,16 +417,19 @@ def memory_study(args):
 
 
 def plot_memory(rows, batch, path):
-    """Log-log: compiled temporaries against the volume's side, the four variants."""
+    """Log-log: compiled temporaries against the volume's side, the six variants."""
     import matplotlib.pyplot as plt
 
     sizes = [r["size"] for r in rows]
-    figure, axis = plt.subplots(figsize=(5.2, 3.6))
-    for key, style, label in (("invertible", "o-", "invertible, 1 device"), ("autodiff", "s--", "autodiff, 1 device"),
-                              ("invertible_split", "o-", "invertible, per device of 4 (2 x 2)"),
-                              ("autodiff_split", "s--", "autodiff, per device of 4 (2 x 2)")):
+    figure, axis = plt.subplots(figsize=(5.6, 3.9))
+    for key, style, label in (("invertible", "o-C0", "invertible, 1 device"),
+                              ("autodiff", "s--C1", "autodiff, 1 device"),
+                              ("invertible_glow", "o:C0", "the Glow alone, invertible"),
+                              ("autodiff_glow", "s:C1", "the Glow alone, autodiff"),
+                              ("invertible_split", "o-C2", "invertible, per device of 4 (2 x 2)"),
+                              ("autodiff_split", "s--C3", "autodiff, per device of 4 (2 x 2)")):
         axis.plot(sizes, [r[key]["temp"] / 2**30 for r in rows], style, label=label,
-                  alpha=1.0 if "split" not in key else 0.6)
+                  markerfacecolor="none" if "glow" in key else None)
     axis.set(xscale="log", yscale="log", xlabel="volume side (voxels)", ylabel="compiled temporaries (GiB)",
              title=f"3D Glow + summary network, training step, batch {batch}")
     axis.minorticks_off()
