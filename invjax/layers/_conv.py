@@ -12,7 +12,7 @@ custom JVP whose two linear parts are written so that their transposes, the reve
 gradients, come out as canonical NHWC/HWIO convolutions. Forward mode stays available
 (those convolutions are the slow kind, but correct).
 
-Two more CPU tunings (issue 26): a 1x1 convolution is a matrix product (XLA:CPU's
+Two more CPU tunings: a 1x1 convolution is a matrix product (XLA:CPU's
 convolution took 2-3x as long for each of its three parts), and a wide kernel's gradient,
 which XLA:CPU runs as a convolution with an image-sized "kernel" (4.7x PyTorch's), runs as
 a loop of small GEMMs, one per pencil (:func:`_by_kernel_in_pencils`), chosen at lowering
@@ -101,7 +101,7 @@ def _pencils_pay(weight_shape, spatial_shape) -> bool:
     """Whether the per-pencil GEMM loop beats XLA:CPU's kernel gradient for this kernel.
 
     Measured on this project's CPU (batch 8, 3x3, 32^2 to 256^2 images, both ways in one
-    session; issue 26): the loop wins where the patch width ``taps * in``, ``out`` and the
+    session): the loop wins where the patch width ``taps * in``, ``out`` and the
     pencils are all long (64 -> 64 at 128^2: 116 vs 210 ms; 128 -> 128: 293 vs 1526 ms;
     64 -> 64 at 256^2: 0.67 vs 1.1 s) and loses where the output is thin (64 -> 12 at
     128^2: 128 vs 44 ms), the patches are (12 -> 64 at 64^2: 11 vs 7 ms) or the pencils are
@@ -312,7 +312,7 @@ def _slab(batch: int, depth: int, height: int, width: int) -> tuple[int, int]:
 
 
 # Positions per block of the volume kernel gradient's loop: the patch matrix of 27 taps of
-# 32 channels is then 3.5 MiB, and each GEMM long enough for both cores.
+# 32 channels is then 3.5 MiB, and each GEMM long enough to run near XLA:CPU's GEMM speed.
 _BLOCK_POSITIONS = 1024
 
 
