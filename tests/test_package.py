@@ -1,13 +1,17 @@
 """The package installs as declared: a wheel and an sdist build, and the wheel works in a clean
-virtual environment (its own dependencies from the package registry, nothing from this one)."""
+virtual environment (its own dependencies from the package registry, nothing from this one); its
+public modules hold only what they export."""
 
+import importlib
 import importlib.metadata
 import os
 import pathlib
+import pkgutil
 import subprocess
 import sys
 import tarfile
 import textwrap
+import types
 import zipfile
 
 import pytest
@@ -20,6 +24,28 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_version_is_the_installed_distributions():
     assert ij.__version__ == importlib.metadata.version("invjax")
     assert (ROOT / "invjax" / "py.typed").exists()
+
+
+
+def _public_modules():
+    """The modules a user imports: ``invjax``, ``invjax.diagnostics``, ``invjax.layers``,
+    ``invjax.nets``, and any other package below ``invjax`` whose dotted name has no private part."""
+    names = ["invjax", "invjax.diagnostics", "invjax.layers", "invjax.nets"]
+    names += [info.name for info in pkgutil.walk_packages(ij.__path__, "invjax.")
+              if info.ispkg and not any(part.startswith("_") for part in info.name.split("."))]
+    return [importlib.import_module(name) for name in sorted(set(names))]
+
+
+@pytest.mark.parametrize("module", _public_modules(), ids=lambda m: m.__name__)
+def test_public_namespaces_hold_only_their_exports(module):
+    """As in equinox: ``dir()`` of a public module lists its ``__all__`` and its public
+    submodules, no imported helper (``np``, ``jax``, ``Callable``, ...)."""
+    public = {n for n in dir(module) if not n.startswith("_")}
+    submodules = {n for n in public if isinstance(getattr(module, n), types.ModuleType)
+                  and getattr(module, n).__name__ == f"{module.__name__}.{n}"}
+    leaked = sorted(public - set(module.__all__) - submodules)
+    missing = sorted(set(module.__all__) - public)
+    assert not leaked and not missing, f"{module.__name__}: leaked {leaked}, in __all__ but missing {missing}"
 
 
 _SMOKE = textwrap.dedent("""
