@@ -83,12 +83,12 @@ def imaging():
 def main():
     out = ROOT / "benchmarks" / "results" / "amortized_workflow.md"
     first, median, diagnostics = toy()
-    lines = ["# Posterior draws and diagnostics (`python benchmarks/amortized_workflow.py`)", "",
+    lines = ["**Posterior draws and diagnostics** (`python benchmarks/amortized_workflow.py`)", "",
              f"jax {jax.__version__}, {jax.devices()[0].platform}, {len(jax.devices())} device(s).", "",
-             "## 1000 observations x 500 draws, 2-D model of docs/start/amortized.md", "",
+             "**1000 observations x 500 draws**, the 2-D model of docs/start/amortized.md:", "",
              f"- `posterior_draws`: {first:.2f} s first call (with compilation), {median:.2f} s after",
              f"- `sbc` + `coverage` + `contraction` + `recovery` on the (1000, 500, 2) draws: {diagnostics:.2f} s", "",
-             "## 100 observations x 500 draws, 32x32 images (the imaging example's model)", "",
+             "**100 observations x 500 draws of 32x32 images** (the imaging example's model):", "",
              "| samples per pass (`batch_size`) | compiled temporaries (MiB) | first call (s) | second call (s) |",
              "|---:|---:|---:|---:|"]
     for batch_size, temp, first, median in imaging():

@@ -60,7 +60,7 @@ def test_no_convolution_of_a_scanned_gradient_is_left_in_nchw(network):
     assert labels.count("b01f_01io->b01f") >= len(labels) / 2, labels
 
 
-# The kernel gradient: on CPU a loop of per-pencil im2col GEMMs (issue 26), elsewhere XLA's
+# The kernel gradient: on CPU a loop of per-pencil im2col GEMMs, elsewhere XLA's
 # convolution. Kernels odd and unequal per axis, spatial sizes odd, so a swapped tap order,
 # a dropped edge or a mis-sized pencil changes the numbers.
 _KERNEL_CASES = {1: ((7,), (5,)), 2: ((5, 7), (3, 5)), 3: ((3, 5, 4), (3, 1, 5))}
