@@ -43,18 +43,27 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
             flow, opt_state, value = step(flow, opt_state, jr.fold_in(key, i), x)
         ```
 
+    The optimizer receives optax's extra arguments: ``value`` (the loss), ``grad`` (its
+    gradient) and ``value_fn`` (the loss as a function of the trainable arrays, the step's
+    other arguments fixed), so transformations that need them work unchanged:
+    ``optax.contrib.reduce_on_plateau`` (in a chain, after the optimizer) and line searches
+    such as ``optax.lbfgs()``. A plain transformation ignores them and steps exactly as
+    ``optimizer.update(grads, opt_state, params)`` would.
+
     Args:
         loss: ``loss(flow, *args) -> scalar``, differentiated with respect to the
             flow's floating-point arrays.
-        optimizer: an optax transformation; default Adam(1e-3) with gradient clipping
-            at 10.
+        optimizer: an optax transformation (``GradientTransformation`` or
+            ``GradientTransformationExtraArgs``); default Adam(1e-3) with gradient
+            clipping at 10.
 
     Returns:
         ``(init, step)``: ``init(flow) -> opt_state``, and
         ``step(flow, opt_state, *args) -> (flow, opt_state, loss value)`` (jitted with
         ``equinox.filter_jit``; the value is a scalar array, on the device).
     """
-    optimizer = optimizer or default_optimizer()
+    # Extra arguments reach the transformations that declare them; plain ones ignore them.
+    optimizer = optax.with_extra_args_support(optimizer or default_optimizer())
 
     def init(flow):
         return optimizer.init(trainable(flow))
@@ -62,7 +71,12 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
     @eqx.filter_jit
     def step(flow, opt_state, *args):
         value, grads = eqx.filter_value_and_grad(loss)(flow, *args)
-        updates, opt_state = optimizer.update(grads, opt_state, trainable(flow))
+        params, rest = eqx.partition(flow, eqx.is_inexact_array)
+
+        def value_fn(p):  # the loss at other parameters: what a line search evaluates
+            return loss(eqx.combine(p, rest), *args)
+
+        updates, opt_state = optimizer.update(grads, opt_state, params, value=value, grad=grads, value_fn=value_fn)
         return eqx.apply_updates(flow, updates), opt_state, value
 
     return init, step
