@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Glow sweep of glow_sweep.py on a CUDA GPU: device peak memory and step time,
+# The Glow sweep (python benchmarks/glow.py sweep) on a CUDA GPU: device peak memory and step time,
 # invjax vs plain autodiff vs PyTorch normflows, one fresh process per configuration.
 #
 #   bash benchmarks/gpu.sh                      # sizes 64..2048 at depth 16, depths 4..128 at 256
@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu.sh --spatial            # one sample split over 1, 2, 4, 8, 16 GPUs (as many as there are)
 #   bash benchmarks/gpu.sh --speed              # one convolution and its gradients vs PyTorch (conv_kernels.py),
 #                                               # and a Glow step at 256^2 and 512^2: invjax, autodiff, normflows
-#   bash benchmarks/gpu.sh --volumes            # a 3D Glow step (glow3d.py): invjax, autodiff, PyTorch at
+#   bash benchmarks/gpu.sh --volumes            # a 3D Glow step (glow.py volumes): invjax, autodiff, PyTorch at
 #                                               # 32^3..256^3, and the largest cube each fits in 24 GiB
 #
 # Results: benchmarks/results/gpu/{glow_size.csv,glow_depth.csv,glow_sweep.png,glow_sweep.md}.
@@ -34,13 +34,13 @@ if [ "${1:-}" = "--spatial" ]; then
   exit 0
 fi
 if [ "${1:-}" = "--speed" ]; then
-  # Issue 26's measurements on the GPU: XLA's convolution is kept there (lax.platform_dependent),
+  # The convolution measurements on the GPU: XLA's convolution is kept there (lax.platform_dependent),
   # so this checks that nothing regressed and how the step compares with PyTorch's.
   mkdir -p benchmarks/results/gpu
   python benchmarks/conv_kernels.py --gpu             # -> benchmarks/results/gpu/conv_kernels.{json,md}
   for size in 256 512; do
     for impl in invjax autodiff normflows; do           # a fresh process each; one JSON line each
-      python benchmarks/glow_step.py --impl "$impl" --size "$size" --depth 16 --steps 5 \
+      python benchmarks/glow.py step --impl "$impl" --size "$size" --depth 16 --steps 5 \
         | tee -a benchmarks/results/gpu/glow_step_speed.jsonl
     done
   done
@@ -49,9 +49,9 @@ fi
 if [ "${1:-}" = "--volumes" ]; then
   # The 3D Glow against PyTorch on the GPU; more arguments go to both runs (e.g. --depth 16).
   shift
-  python benchmarks/glow3d.py --gpu --sizes 32 64 128 256 --steps 5 "$@"  # -> benchmarks/results/gpu/glow3d.*
-  python benchmarks/glow3d.py --gpu --largest --limit-gib 24 "$@"         # adds the largest cubes to the same files
+  python benchmarks/glow.py volumes --gpu --sizes 32 64 128 256 --steps 5 "$@"  # -> benchmarks/results/gpu/glow3d.*
+  python benchmarks/glow.py volumes --gpu --largest --limit-gib 24 "$@"         # adds the largest cubes to the same files
   exit 0
 fi
-python benchmarks/glow_sweep.py --results benchmarks/results/gpu \
+python benchmarks/glow.py sweep --results benchmarks/results/gpu \
   --sizes 64 128 256 512 1024 2048 --depth-size 256 --limit-gib 100 "$@"

@@ -1,10 +1,10 @@
-"""Where a Glow training step's time goes: the XLA operations that take the longest.
+"""``glow.py profile``: where a Glow training step's time goes, the XLA operations that take the longest.
 
-    python benchmarks/profile_step.py --size 256 --depth 16 --out benchmarks/results/profile.md
-    python benchmarks/profile_step.py --size 32 --depth 2          # a quick look
-    python benchmarks/profile_step.py --volume --size 64 --depth 8 --hidden 32 --batch 2   # glow3d.py's 3D Glow
+    python benchmarks/glow.py profile --size 256 --depth 16 --out benchmarks/results/profile.md
+    python benchmarks/glow.py profile --size 32 --depth 2          # a quick look
+    python benchmarks/glow.py profile --volume --size 64 --depth 8 --hidden 32 --batch 2   # the 3D Glow of volumes
 
-The step is ``glow_step.py``'s (``--impl invjax``: ``ij.nets.Glow``, loss, gradient and an
+The step is ``glow.py step``'s (``--impl invjax``: ``ij.nets.Glow``, loss, gradient and an
 Adam update, the parameters and optimizer state donated) on JAX's single host device (no
 ``ij.use_cpu_cores``). It is compiled, run once to warm up, timed over ``--steps`` steps,
 then run ``--steps`` more times under ``jax.profiler.trace``. XLA:CPU's thunk runtime
@@ -27,7 +27,6 @@ and JAX operation.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import gzip
@@ -36,12 +35,12 @@ import pathlib
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from glow_step import glow_training_step, release  # noqa: E402
+import _runner as run
+from _glow2d import glow_training_step
+from _runner import release
 
 CONTAINERS = {"while", "call", "conditional"}
 # For a fusion: the first of these found inside names its kind; else data movement only
@@ -54,12 +53,12 @@ MOVES = {"copy", "transpose", "bitcast", "broadcast", "reshape", "slice", "param
 
 
 def build_step(size, depth, levels, hidden, batch, volume=False):
-    """``glow_step.py``'s JAX step (``glow_training_step``; with ``volume`` ``glow3d.py``'s, on
+    """``glow.py step``'s JAX step (``glow_training_step``; with ``volume`` ``glow.py volumes``', on
     one-channel volumes), compiled for one device."""
     import jax
 
     if volume:
-        from glow3d import glow3d_training_step as build
+        from _glow3d import glow3d_training_step as build
     else:
         build = glow_training_step
     flow, x, params, state, step = build(levels, depth, hidden, batch, size)
@@ -147,6 +146,10 @@ def op_times(logdir, module):
     return total, count, spans
 
 
+def table(header, rows):
+    return "\n".join(run.md_table(header, rows))
+
+
 def busy_us(spans):
     """Length of the union of the intervals."""
     busy, end = 0.0, float("-inf")
@@ -157,13 +160,7 @@ def busy_us(spans):
     return busy
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def profile_arguments(p):
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--levels", type=int, default=3)
@@ -172,9 +169,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2, help="timed steps, then as many profiled steps")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--out", help="also write the tables to this markdown file")
-    p.add_argument("--volume", action="store_true", help="the 3D Glow of glow3d.py (one channel) instead")
-    args = p.parse_args(argv)
+    p.add_argument("--volume", action="store_true", help="the 3D Glow of glow.py volumes (one channel) instead")
 
+
+def profile(args):
+    """Compile, warm up, time ``--steps`` steps, trace as many, and print (``--out``: write) the tables."""
     import jax
 
     import invjax
@@ -215,9 +214,8 @@ def main(argv=None):
             num[tuple(info(n)[k] for k in keys)] += 1
         return [(*k, num[k], f"{t:.1f}", f"{100 * t / step_ms:.1f}%") for k, t in ms.most_common()]
 
-    command = "python benchmarks/profile_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = "\n\n".join([
-        f"`{command}`: jax {jax.__version__}, {jax.devices()[0].device_kind}, one device; invjax from "
+        f"`{args.command_line}`: jax {jax.__version__}, {jax.devices()[0].device_kind}, one device; invjax from "
         f"`{pathlib.Path(invjax.__file__).parent}`",
         f"Step wall time {1e3 * wall:.0f} ms (median of {args.steps} untraced steps), {1e3 * traced:.0f} ms traced. "
         f"Per traced step the operations' events sum to {step_ms:.0f} ms and their union covers {busy:.0f} ms; "
@@ -233,7 +231,3 @@ def main(argv=None):
     print(text)
     if args.out:
         pathlib.Path(args.out).write_text(text + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,11 +1,11 @@
-"""A 3D Glow training step, invjax vs PyTorch: seconds per step and memory against the volume's size.
+"""``glow.py volumes``: a 3D Glow training step, invjax vs PyTorch, time and memory against the volume's size.
 
-    python benchmarks/glow3d.py                        # 32^3 64^3 128^3: 3 levels, depth 8, hidden 32, batch 2
-    python benchmarks/glow3d.py --sizes 32 64 --impls invjax torch --steps 5
-    python benchmarks/glow3d.py --largest              # the largest cube each configuration fits in 24 GiB
-    python benchmarks/glow3d.py --quick                # smoke test: 16^3, 2 levels, depth 2, temporary folder
-    python benchmarks/glow3d.py --check                # parameter counts and log-likelihood, invjax vs PyTorch
-    python benchmarks/glow3d.py --gpu                  # on a CUDA GPU (bash benchmarks/gpu.sh --volumes)
+    python benchmarks/glow.py volumes                  # 32^3 64^3 128^3: 3 levels, depth 8, hidden 32, batch 2
+    python benchmarks/glow.py volumes --sizes 32 64 --impls invjax torch --steps 5
+    python benchmarks/glow.py volumes --largest        # the largest cube each configuration fits in 24 GiB
+    python benchmarks/glow.py volumes --quick          # smoke test: 16^3, 2 levels, depth 2, temporary folder
+    python benchmarks/glow.py volumes --check          # parameter counts and log-likelihood, invjax vs PyTorch
+    python benchmarks/glow.py volumes --gpu            # on a CUDA GPU (bash benchmarks/gpu.sh --volumes)
 
 The model is ``ij.nets.Glow(in_channels=1, levels, depth, hidden, spatial_dims=3)`` on a
 batch of one-channel volumes ``(B, 1, N, N, N)``, float32. No PyTorch library has a 3D Glow
@@ -22,7 +22,7 @@ update. Configurations (``--impls``):
 
 - ``invjax``: the invertible backward on JAX's one host device;
 - ``invjax-cores``: the same with one host device per core and the batch split over them,
-  as the 2D benchmarks run JAX on a CPU (``glow_step.py``, ``cpu_cores.py``:
+  as the 2D benchmarks run JAX on a CPU (``glow.py step``, ``glow.py cores``:
   ``ij.use_cpu_cores(batch_size=B)``, so the device count divides the batch: with batch 2,
   two devices however many cores there are);
 - ``autodiff``: ``ij.with_backprop(flow, ij.Autodiff())`` on one host device, so that it
@@ -32,7 +32,7 @@ update. Configurations (``--impls``):
 Each configuration runs in a fresh process (``--one``) pinned to ``--cores`` cores
 (``os.sched_setaffinity``, before the library starts its threads) and watched by this one:
 its resident memory is polled and it is killed at ``--limit-gib`` (recorded as out of
-memory, as in ``glow_sweep.py``). The JAX runs are ``glow_step.py``'s (``run_jax``) with
+memory, as in ``glow.py sweep``; ``_runner.child``). The JAX runs are ``glow.py step``'s (``run_jax``) with
 this 3D Glow in place of its 2D one: ``s/step`` is the median of ``--steps`` steps after a
 warm-up step that follows compilation (``compile s``: tracing, lowering and XLA's
 compilation); ``compiled temporaries`` is XLA's ``memory_analysis().temp_size_in_bytes``
@@ -65,17 +65,15 @@ import argparse
 import json
 import os
 import pathlib
-import shlex
 import subprocess
 import sys
 import tempfile
 import time
 
-import glow_step
-from glow_step import peak_rss_mib, release, rss_mib, timed
-from glow_sweep import _rss_mib, machine_info
+import _glow2d
+import _runner as run
+from _runner import HERE, peak_rss_mib, release, rss_mib, timed
 
-HERE = pathlib.Path(__file__).resolve().parent
 IMPLS = ("invjax", "invjax-cores", "autodiff", "torch")
 LABELS = {"invjax": "invjax (1 host device)", "invjax-cores": "invjax (a host device per core)",
           "autodiff": "invjax with plain autodiff", "torch": "PyTorch"}
@@ -90,7 +88,7 @@ MODEL_KEYS = ("levels", "depth", "hidden", "batch", "gpu", "cores")
 # ---------------------------------------------------------------- one configuration (a child)
 
 def glow3d_training_step(levels, depth, hidden, batch, size, autodiff=False):
-    """``glow_step.glow_training_step`` for one-channel volumes: ``(flow, x, params, opt_state, step)``."""
+    """``_glow2d.glow_training_step`` for one-channel volumes: ``(flow, x, params, opt_state, step)``."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -115,16 +113,16 @@ def glow3d_training_step(levels, depth, hidden, batch, size, autodiff=False):
 
 
 def run_jax(args) -> dict:
-    """``glow_step.run_jax`` (compile, place on the host devices, time) with the 3D Glow."""
+    """``_glow2d.run_jax`` (compile, place on the host devices, time) with the 3D Glow."""
     step_args = argparse.Namespace(
         impl="autodiff" if args.one == "autodiff" else "invjax", size=args.size, depth=args.depth,
         levels=args.levels, hidden=args.hidden, batch=args.batch, steps=args.steps, compile_only=args.compile_only,
         host_devices=-1 if args.one == "invjax-cores" else 0)  # -1: one per core, a divisor of the batch
-    return glow_step.run_jax(step_args, build=glow3d_training_step)
+    return _glow2d.run_jax(step_args, build=glow3d_training_step)
 
 
 def run_torch(args) -> dict:
-    """The PyTorch model's step, timed as ``glow_step.py`` times normflows'."""
+    """The PyTorch model's step, timed as ``glow.py step`` times normflows'."""
     import torch
     from _torch_glow3d import Glow3d
 
@@ -214,9 +212,9 @@ def one(args):
 def child(impl, size, args, steps=None, compile_only=False) -> dict:
     """One configuration in a fresh, watched process; its row (``status`` "ok" or why not)."""
     steps = args.steps if steps is None else steps
-    cmd = [sys.executable, __file__, "--one", impl, "--steps", str(steps), "--levels", str(args.levels),
-           "--depth", str(args.depth), "--hidden", str(args.hidden), "--batch", str(args.batch),
-           "--cores", str(args.cores)]
+    cmd = [sys.executable, str(HERE / "glow.py"), "volumes", "--one", impl, "--steps", str(steps),
+           "--levels", str(args.levels), "--depth", str(args.depth), "--hidden", str(args.hidden),
+           "--batch", str(args.batch), "--cores", str(args.cores)]
     on_gpu = args.gpu and impl != "check"  # the check is small: on the CPU
     cmd += (["--size", str(size)] if size else []) + (["--gpu"] if on_gpu else [])
     cmd += ["--compile-only"] if compile_only else []
@@ -224,31 +222,8 @@ def child(impl, size, args, steps=None, compile_only=False) -> dict:
     # what it uses rather than most of the device, so that its peak compares with PyTorch's.
     env = dict(os.environ, JAX_PLATFORMS="cuda" if on_gpu else "cpu", XLA_PYTHON_CLIENT_PREALLOCATE="false")
     row = {"impl": impl, "size": size, "steps": steps, "compile_only": compile_only}
-    start, seen, status = time.perf_counter(), 0.0, None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    while proc.poll() is None:  # as glow_sweep.py watches its runs
-        seen = max(seen, _rss_mib(proc.pid))
-        if seen > args.limit_gib * 1024 and not on_gpu and impl != "check":
-            status = "out of memory"
-        elif time.perf_counter() - start > args.timeout:
-            status = "timeout"
-        if status:
-            proc.kill()
-            break
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    if status is None and proc.returncode == 0 and lines:
-        row.update(json.loads(lines[-1]), status="ok")
-        return row
-    if status is None:
-        oom = any(m in err for m in ("RESOURCE_EXHAUSTED", "out of memory", "MemoryError", "DefaultCPUAllocator"))
-        last = err.strip().splitlines()[-1] if err.strip() else ""
-        status = "out of memory" if oom or proc.returncode == -9 else f"failed (rc {proc.returncode}): {last[:300]}"
-        if not oom:
-            print(f"{impl} {size}: {status}\n{err[-2000:]}", file=sys.stderr, flush=True)
-    row.update(status=status, peak_rss_mib=seen, wall_s=time.perf_counter() - start)
-    return row
+    limit = None if on_gpu or impl == "check" else args.limit_gib
+    return run.child(cmd, row, limit_gib=limit, timeout=args.timeout, env=env)
 
 
 def peak_mib(row):
@@ -276,10 +251,10 @@ def largest(impl, args, probes) -> dict:
             row = child(impl, size, args, steps=0, compile_only=compile_only)  # compilation (and one step)
             if compile_only:
                 ok = row["status"] == "ok" and prediction(row) <= args.limit_gib * 1024
-                seen = f"predicted {_fmt(prediction(row), 'MiB', '.0f')}"
+                seen = f"predicted {run.fmt(prediction(row), 'MiB', '.0f')}"
             else:
                 ok = fits(row, args)
-                seen = f"peak {_fmt(peak_mib(row), 'MiB', '.0f')}"
+                seen = f"peak {run.fmt(peak_mib(row), 'MiB', '.0f')}"
             verdict = "fits" if ok else row["status"] if row["status"] != "ok" else "over the limit"
             print(f"largest {impl:>12} {size:>5}^3: {verdict:<14} {seen}", flush=True)
             tried[size, compile_only] = ok
@@ -323,11 +298,7 @@ def prediction(row):
 
 
 def _added(commands, command):
-    return [c for c in commands or [] if c != command] + [command]
-
-
-def _fmt(v, unit="", spec=".3g"):
-    return "-" if v is None else f"{v:{spec}} {unit}".strip()
+    return [c for c in commands or [] if run.current(c) != command] + [command]
 
 
 def table(data) -> str:
@@ -349,7 +320,7 @@ def table(data) -> str:
     if speed:
         steps = "/".join(str(n) for n in sorted({r["steps"] for r in speed["rows"]}))
         lines += [f"Seconds per step: the median of {steps} steps after a warm-up step; "
-                  + "; ".join(f"`{c}`" for c in speed["commands"]) + ".", "",
+                  + "; ".join(f"`{run.current(c)}`" for c in speed["commands"]) + ".", "",
                   f"| size | impl | s/step | / torch | {memory} | compiled temporaries MiB | compile s |",
                   "|---:|---|---:|---:|---:|---:|---:|"]
         for size in sorted({r["size"] for r in speed["rows"]}):
@@ -358,26 +329,26 @@ def table(data) -> str:
             for r in rows:
                 if r["status"] != "ok":
                     lines.append(f"| {size}^3 | {r['impl']} | {r['status'].split(':')[0]} | | "
-                                 f"{_fmt(r.get('peak_rss_mib'), '', '.0f')} | | |")
+                                 f"{run.fmt(r.get('peak_rss_mib'), '', '.0f')} | | |")
                     continue
                 ratio = f"{r['step_s'] / torch_s:.2f}x" if torch_s else "-"
                 lines.append(f"| {size}^3 | {r['impl']} | {r['step_s']:.3g} | {ratio} | "
-                             f"{_fmt(peak_mib(r), '', '.0f')} | {_fmt(r.get('compiled_temp_mib'), '', '.0f')} | "
-                             f"{_fmt(r.get('compile_s'), '', '.1f')} |")
+                             f"{run.fmt(peak_mib(r), '', '.0f')} | {run.fmt(r.get('compiled_temp_mib'), '', '.0f')} | "
+                             f"{run.fmt(r.get('compile_s'), '', '.1f')} |")
         lines.append("")
     big = data.get("largest")
     if big:
         lines += [f"Largest cube whose step fits {big['limit_gib']:g} GiB ({memory.replace(' MiB', '')}; sides "
                   f"multiples of {2 ** c['levels']}, doubled then bisected; JAX on a CPU on compiled steps, "
                   "then a measured step at the answer, PyTorch and GPUs on measured steps); "
-                  + "; ".join(f"`{c}`" for c in big["commands"]) + ".", "",
+                  + "; ".join(f"`{run.current(c)}`" for c in big["commands"]) + ".", "",
                   f"| impl | largest side | {memory} there | compiled temporaries MiB | next side | why not |",
                   "|---|---:|---:|---:|---:|---|"]
         for r in big["results"]:
             side = f"{r['largest']}^3" if r["largest"] else "none"
             nxt = f"{r['first_not_fitting']}^3" if r["first_not_fitting"] else f"(all to {big['max_size']}^3 fit)"
-            lines.append(f"| {r['impl']} | {side} | {_fmt(r.get('peak_mib'), '', '.0f')} | "
-                         f"{_fmt(r.get('compiled_temp_mib'), '', '.0f')} | {nxt} | {r.get('why') or ''} |")
+            lines.append(f"| {r['impl']} | {side} | {run.fmt(r.get('peak_mib'), '', '.0f')} | "
+                         f"{run.fmt(r.get('compiled_temp_mib'), '', '.0f')} | {nxt} | {r.get('why') or ''} |")
         lines.append("")
     m = data["machine"]
     lines.append(f"Machine: {m.get('cpu', m.get('machine'))}, {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB; "
@@ -386,11 +357,9 @@ def table(data) -> str:
 
 
 def plot(data, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    plt = run.pyplot()
 
     gpu = data["config"]["gpu"]
     rows = [r for r in (data.get("speed") or {}).get("rows", []) if r["status"] == "ok"]
@@ -427,8 +396,7 @@ def plot(data, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def volumes_arguments(p):
     p.add_argument("--sizes", type=int, nargs="+", help="cube sides (default 32 64 128; --largest starts at the "
                    "smallest)")
     p.add_argument("--impls", nargs="+", choices=IMPLS, help="default: all (on a GPU: all but invjax-cores)")
@@ -450,7 +418,10 @@ def main(argv=None):
     p.add_argument("--one", choices=IMPLS + ("check",), help=argparse.SUPPRESS)  # a child: one configuration
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--compile-only", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+
+
+def volumes(args):
+    """The speed table (or ``--largest``, ``--check``; ``--one``: one configuration, a child)."""
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -458,10 +429,10 @@ def main(argv=None):
         return one(args)
     args.impls = args.impls or [i for i in IMPLS if not (args.gpu and i == "invjax-cores")]
     if args.gpu and "invjax-cores" in args.impls:
-        p.error("invjax-cores splits the batch over a CPU's host devices; on a GPU leave it out")
+        args.error("invjax-cores splits the batch over a CPU's host devices; on a GPU leave it out")
     unit = 2**args.levels
     if any(s % unit for s in args.sizes):
-        p.error(f"every size must be a multiple of 2**levels = {unit}, got {args.sizes}")
+        args.error(f"every size must be a multiple of 2**levels = {unit}, got {args.sizes}")
     if args.results is None:
         args.results = (pathlib.Path(tempfile.mkdtemp(prefix="glow3d-")) if args.quick
                         else HERE / "results" / ("gpu" if args.gpu else ""))
@@ -472,11 +443,11 @@ def main(argv=None):
     data = json.loads(path.read_text()) if path.exists() else {}
     if {k: data.get("config", {}).get(k) for k in MODEL_KEYS} != {k: config[k] for k in MODEL_KEYS}:
         data = {}  # another model: start afresh
-    data.update(config=config, machine=machine_info())
+    data.update(config=config, machine=run.machine_info())
     if args.gpu:
         data["machine"]["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                                                 capture_output=True, text=True).stdout.strip().splitlines()[0]
-    command = "python benchmarks/glow3d.py " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    command = args.command_line
 
     def save():
         path.write_text(json.dumps(data, indent=1) + "\n")
@@ -492,7 +463,7 @@ def main(argv=None):
           f"{k['log_prob_rel_diff']:.1e}), input gradients {k['input_grad_rel_diff']:.1e}", flush=True)
     if args.check:
         return save()
-    # Rows of other configurations from earlier runs of the same model stay (glow_sweep.py
+    # Rows of other configurations from earlier runs of the same model stay (glow.py sweep
     # does the same), so a size or an implementation can be added or rerun alone.
     if args.largest:
         big = data.get("largest") or {}
@@ -521,15 +492,12 @@ def main(argv=None):
                     failed |= {impl} if row["status"] == "out of memory" else set()
                 speed["rows"].append(row)
                 speed["rows"].sort(key=lambda r: (r["size"], IMPLS.index(r["impl"])))
-                print(f"{impl:>12} {size:>4}^3: {row['status']:<14} step {_fmt(row.get('step_s'), 's')}  "
-                      f"peak {_fmt(peak_mib(row), 'MiB', '.0f')}  compiled temporaries "
-                      f"{_fmt(row.get('compiled_temp_mib'), 'MiB', '.0f')}  compile {_fmt(row.get('compile_s'), 's')}",
+                print(f"{impl:>12} {size:>4}^3: {row['status']:<14} step {run.fmt(row.get('step_s'), 's')}  "
+                      f"peak {run.fmt(peak_mib(row), 'MiB', '.0f')}  compiled temporaries "
+                      f"{run.fmt(row.get('compiled_temp_mib'), 'MiB', '.0f')}  "
+                      f"compile {run.fmt(row.get('compile_s'), 's')}",
                       flush=True)
                 save()
     save()
     plot(data, args.results / "glow3d.png")
     print(f"wrote {path}, glow3d.md and glow3d.png")
-
-
-if __name__ == "__main__":
-    main()
