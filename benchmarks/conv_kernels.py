@@ -191,15 +191,18 @@ def main():
         out = HERE / "results" / ("gpu" if args.gpu else "")
         out.mkdir(parents=True, exist_ok=True)
         (out / "conv_kernels.json").write_text(json.dumps(results, indent=1))
-        (out / "conv_kernels.md").write_text(
-            "One convolution and its two gradients, float32, median of 3 after warm-up, each library in a fresh "
-            f"process{'' if args.gpu else ' pinned to its cores'}; "
-            f"`python benchmarks/conv_kernels.py{' --gpu' if args.gpu else ''}`.\n\n{table}\n")
-        (out / "conv_kernels_3d.md").write_text(
-            "The 3D rows of `conv_kernels.md`: float32, median of 3 after warm-up, each library in a fresh process"
-            f"{'' if args.gpu else ' pinned to its cores'}; "
-            f"`python benchmarks/conv_kernels.py{' --gpu' if args.gpu else ''}`.\n\n"
-            f"{_table(results, CASES, volumes=True)}\n")
+        write_tables(results, out)
+
+
+def write_tables(results, out: pathlib.Path):
+    """``conv_kernels.md`` and its 3D rows, ``conv_kernels_3d.md``, from the results (``render.py`` too)."""
+    gpu = any(r["cores"] == "GPU" for r in results.values())
+    how = f"{'' if gpu else ' pinned to its cores'}; `python benchmarks/conv_kernels.py{' --gpu' if gpu else ''}`."
+    (out / "conv_kernels.md").write_text("One convolution and its two gradients, float32, median of 3 after warm-up, "
+                                         f"each library in a fresh process{how}\n\n{_table(results, CASES)}\n")
+    (out / "conv_kernels_3d.md").write_text("The 3D rows of `conv_kernels.md`: float32, median of 3 after warm-up, "
+                                            f"each library in a fresh process{how}\n\n"
+                                            f"{_table(results, CASES, volumes=True)}\n")
 
 
 if __name__ == "__main__":

@@ -302,7 +302,11 @@ def main():
             write_table(results, args.results / "sbi.md")
 
 
-def write_table(results: dict, path: pathlib.Path):
+CAPTION = ("C2ST of invjax's NPE against sbibm's reference posteriors (`python benchmarks/sbi.py`; settings in its "
+           "docstring; this 2-core CPU).")
+
+
+def write_table(results: dict, path: pathlib.Path, caption: str = CAPTION):
     lines = ["| task | simulations | invjax C2ST (mean over observations) | published NPE | at or below | "
              "observations | training (s) | steps |", "|:---|---:|---:|---:|:---:|---:|---:|---:|"]
     for key in sorted(results):
@@ -311,8 +315,7 @@ def write_table(results: dict, path: pathlib.Path):
         met = "yes" if r["mean"] <= published else "no"
         lines.append(f"| {r['task']} | {r['budget']:,} | {r['mean']:.4f} | {published:.4f} | {met} | "
                      f"{len(r['c2st'])} | {r['train_s']:.0f} | {r['steps']} |")
-    path.write_text("C2ST of invjax's NPE against sbibm's reference posteriors (`python benchmarks/sbi.py`; "
-                    "settings in its docstring; this 2-core CPU).\n\n" + "\n".join(lines) + "\n")
+    path.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

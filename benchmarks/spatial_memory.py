@@ -145,14 +145,28 @@ def sweep(args):
     return rows
 
 
+FIELDS = ["model", "side", "devices", "layout", "space", "total", "temp", "arguments", "outputs", "compile_s",
+          "all_gathers", "collective_permutes", "all_reduces", "fits"]
+
+
 def write(rows, out: pathlib.Path, platform: str):
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "side", "devices", "layout", "space", "total", "temp", "arguments", "outputs", "compile_s",
-              "all_gathers", "collective_permutes", "all_reduces", "fits"]
     with open(out / "spatial_memory.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fields)
+        w = csv.DictWriter(f, FIELDS)
         w.writeheader()
         w.writerows(rows)
+    write_table(rows, out, platform)
+    plot(rows, out)
+
+
+def read(path: pathlib.Path) -> list:
+    """The rows of ``spatial_memory.csv`` as ``sweep`` makes them (numbers, no empty fields)."""
+    with open(path) as f:
+        return [{k: v if k in ("model", "layout", "space") else float(v) if k == "compile_s" else int(v)
+                 for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def write_table(rows, out: pathlib.Path, platform: str):
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         kwargs, batch, channels, dims, sizes, headline = MODELS[model]
@@ -180,6 +194,9 @@ def write(rows, out: pathlib.Path, platform: str):
             f"{sum(1 for r in rows if 'all_gathers' in r)} compiled programs: {gathers}.")
     (out / "spatial_memory.md").write_text(note + "\n\n" + "\n".join(lines))
     print("\n".join(lines))
+
+
+def plot(rows, out: pathlib.Path):
     try:
         import matplotlib
 

@@ -391,10 +391,20 @@ def memory_study(args):
               "platform": jax.devices()[0].platform}
     name = OUT / "volume_posterior_memory"
     name.with_suffix(".json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
+    text = memory_table(config, rows)
+    name.with_suffix(".md").write_text(text)
+    print(text, end="")
+    print(f"wrote {name.with_suffix('.json')} and {name.with_suffix('.md')}")
+    plot_memory(rows, args.batch, name.with_suffix(".png"))
+
+
+def memory_table(config, rows) -> str:
+    """The memory study's table (``volume_posterior_memory.md``) from its JSON's config and rows."""
     gib = lambda b: f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"  # noqa: E731
     lines = [f"Compiled memory of one training step (loss and gradient) of the volume posterior's model (Glow "
-             f"{LEVELS} levels, depth {args.depth}, hidden {args.hidden}, {args.cond}-channel condition; summary "
-             f"network hidden {args.summary_hidden}), batch {args.batch}, XLA's memory_analysis() on "
+             f"{config['levels']} levels, depth {config['depth']}, hidden {config['hidden']}, {config['cond']}-channel "
+             f"condition; summary network hidden {config['summary_hidden']}), batch {config['batch']}, XLA's "
+             "memory_analysis() on "
              f"{config['platform']}; `python examples/volume_posterior.py --memory`. Temporaries (what the step needs "
              "beyond its inputs and outputs) of the whole model and of the Glow alone (its condition an input) on "
              "one device, and of the whole model split over 4 devices (each volume over a 2 x 2 grid, "
@@ -410,10 +420,7 @@ def memory_study(args):
                      f"{gib(r['autodiff_split']['temp'])} | {gib(r['invertible_split']['total'])} |")
     gathers = sum(r[k]["all_gathers"] for r in rows for k in ("invertible_split", "autodiff_split"))
     lines += ["", f"All-gathers in the split programs: {gathers}."]
-    name.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {name.with_suffix('.json')} and {name.with_suffix('.md')}")
-    plot_memory(rows, args.batch, name.with_suffix(".png"))
+    return "\n".join(lines) + "\n"
 
 
 def plot_memory(rows, batch, path):
