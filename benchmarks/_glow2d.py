@@ -51,9 +51,10 @@ FIELDS = ["impl", "size", "depth", "levels", "hidden", "batch", "status", "peak_
 
 # ---------------------------------------------------------------- step: one configuration
 
-def glow_training_step(levels, depth, hidden, batch, size, autodiff=False):
+def glow_training_step(levels, depth, hidden, batch, size, autodiff=False, *, channels=3, spatial_dims=2):
     """``(flow, x, params, opt_state, step)``: the Glow, a batch and the training step this file
-    times (``step(params, opt_state, x) -> (params, opt_state, loss)``: loss, gradient, Adam)."""
+    times (``step(params, opt_state, x) -> (params, opt_state, loss)``: loss, gradient, Adam);
+    by default on RGB images, with ``channels=1, spatial_dims=3`` on one-channel volumes."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
@@ -62,10 +63,10 @@ def glow_training_step(levels, depth, hidden, batch, size, autodiff=False):
 
     import invjax as ij
 
-    flow = ij.nets.Glow(3, levels, depth, hidden, key=jr.key(0))
+    flow = ij.nets.Glow(channels, levels, depth, hidden, spatial_dims=spatial_dims, key=jr.key(0))
     if autodiff:
         flow = ij.with_backprop(flow, ij.Autodiff())
-    x = jr.uniform(jr.key(1), (batch, 3, size, size))
+    x = jr.uniform(jr.key(1), (batch, channels, *[size] * spatial_dims))
     params, static = eqx.partition(flow, eqx.is_inexact_array)
     optimizer = optax.adam(1e-4)
     state = optimizer.init(params)

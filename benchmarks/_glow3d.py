@@ -62,6 +62,7 @@ DIR`` anywhere). The speed table and the largest sizes are kept apart in the JSO
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -87,29 +88,8 @@ MODEL_KEYS = ("levels", "depth", "hidden", "batch", "gpu", "cores")
 
 # ---------------------------------------------------------------- one configuration (a child)
 
-def glow3d_training_step(levels, depth, hidden, batch, size, autodiff=False):
-    """``_glow2d.glow_training_step`` for one-channel volumes: ``(flow, x, params, opt_state, step)``."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jr
-    import optax
-
-    import invjax as ij
-
-    flow = ij.nets.Glow(1, levels, depth, hidden, spatial_dims=3, key=jr.key(0))
-    if autodiff:
-        flow = ij.with_backprop(flow, ij.Autodiff())
-    x = jr.uniform(jr.key(1), (batch, 1, size, size, size))
-    params, static = eqx.partition(flow, eqx.is_inexact_array)
-    optimizer = optax.adam(1e-4)
-
-    def step(params, state, x):
-        loss, grads = jax.value_and_grad(lambda p: -jnp.mean(eqx.combine(p, static).log_prob(x)))(params)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    return flow, x, params, optimizer.init(params), step
+# ``_glow2d.glow_training_step`` for one-channel volumes: ``(flow, x, params, opt_state, step)``.
+glow3d_training_step = functools.partial(_glow2d.glow_training_step, channels=1, spatial_dims=3)
 
 
 def run_jax(args) -> dict:
