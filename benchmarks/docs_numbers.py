@@ -35,11 +35,11 @@ BLOCK = re.compile(r"(<!-- numbers: (?P<name>\S+) -->\n)(?P<body>.*?)(<!-- /numb
 
 # The commands that write each results file, as the pages name them.
 COMMANDS = {
-    "cpu_cores": "python benchmarks/cpu_cores.py",
-    "sweep": "python benchmarks/glow_sweep.py",
-    "headline": "python benchmarks/glow_headline.py --run 2048",
-    "glow3d": "python benchmarks/glow3d.py --steps 3",
-    "glow3d_largest": "python benchmarks/glow3d.py --largest",
+    "cpu_cores": "python benchmarks/glow.py cores",
+    "sweep": "python benchmarks/glow.py sweep",
+    "headline": "python benchmarks/glow.py headline --run 2048",
+    "glow3d": "python benchmarks/glow.py volumes --steps 3",
+    "glow3d_largest": "python benchmarks/glow.py volumes --largest",
     "sbi": "python benchmarks/sbi.py",
     "spatial_run": "python benchmarks/spatial_memory.py --run 6144 --run-only",
     "strided_blocks": "python benchmarks/strided_blocks.py",
