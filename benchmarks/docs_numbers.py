@@ -1,6 +1,6 @@
 """Fill every benchmark number that README.md and the docs print from ``benchmarks/results``.
 
-    python benchmarks/docs_numbers.py            # rewrite every marked block from the committed results
+    python benchmarks/docs_numbers.py            # rewrite every marked block (render.py runs it too)
     python benchmarks/docs_numbers.py --check    # exit 1, naming each block that differs, if any does
 
 A marked block in a Markdown file is::
@@ -306,12 +306,20 @@ def main() -> None:
         for line in differ:
             print(f"stale: {line}")
         sys.exit(1 if differ else 0)
+    for name in fill_pages():
+        print(f"wrote {name}")
+
+
+def fill_pages() -> list[str]:
+    """Rewrite every page whose blocks differ; the paths written."""
+    written = []
     for path in pages():
         text = path.read_text()
         new = fill(text)
         if new != text:
             path.write_text(new)
-            print(f"wrote {path.relative_to(ROOT)}")
+            written.append(str(path.relative_to(ROOT)))
+    return written
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Every table and figure in ``benchmarks/results`` again, from the JSON and CSV files there; runs no benchmark.
 
-    python benchmarks/render.py                   # in place: git diff shows what a table writer changed
+    python benchmarks/render.py                   # in place, then the docs' figures and numbers blocks
     python benchmarks/render.py --out /tmp/r      # elsewhere (tests/test_benchmarks_render.py)
     python benchmarks/render.py --results benchmarks/results/gpu --tables-only
 
@@ -105,6 +105,25 @@ def render(results: pathlib.Path, out: pathlib.Path, figures: bool = True) -> li
     return written
 
 
+# The figures the docs show, copied from the results that hold them.
+DOCS_FIGURES = ("glow_sweep.png", "glow3d.png", "spatial_memory.png")
+
+
+def update_docs(results: pathlib.Path) -> list[str]:
+    """Copy the docs' figures from ``results`` and fill README's and the docs' numbers blocks."""
+    import shutil
+
+    import docs_numbers
+
+    images = docs_numbers.ROOT / "docs" / "images"
+    copied = []
+    for name in DOCS_FIGURES:
+        if (results / name).is_file():
+            shutil.copyfile(results / name, images / name)
+            copied.append(f"docs/images/{name}")
+    return copied + docs_numbers.fill_pages()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=pathlib.Path, default=run.RESULTS, help="the folder of the JSON and CSV files")
@@ -113,6 +132,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     written = render(args.results, args.out or args.results, figures=not args.tables_only)
     print(f"wrote {len(written)} files to {args.out or args.results}: {', '.join(written)}")
+    if args.out is None and args.results == run.RESULTS:
+        print("docs:", ", ".join(update_docs(args.results)) or "unchanged")
 
 
 if __name__ == "__main__":
