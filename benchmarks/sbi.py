@@ -114,14 +114,21 @@ def _glm_files(wheel: pathlib.Path | None = None):
         return jnp.asarray(read("design_matrix.pt")), jnp.asarray(read("stimulus_I.pt"))
 
 
-def _glm_prior(key, n):
-    """``N(0, B^-1)``: precision 0.5 for the offset, ``F^T F`` for the filter (a smoothness prior)."""
+def _glm_precision():
+    """``B``: precision 0.5 for the offset, ``F^T F`` for the filter (a smoothness prior)."""
     m = 9
     d = np.eye(m) - np.eye(m, k=-1)
     f = d @ d + np.diag(np.sqrt(np.arange(m) / m))
     precision = np.zeros((m + 1, m + 1))
     precision[0, 0] = 0.5
     precision[1:, 1:] = f.T @ f
+    return precision
+
+
+def _glm_prior(key, n):
+    """``N(0, B^-1)``."""
+    precision = _glm_precision()
+    m = precision.shape[0] - 1
     chol = np.linalg.cholesky(np.linalg.inv(precision))
     return jr.normal(key, (n, m + 1)) @ jnp.asarray(chol.T, jnp.float32)
 
@@ -174,71 +181,53 @@ def simulations(task: str, budget: int, key):
     return theta, x, order[: budget // 10], order[budget // 10:]
 
 
-def train(task: str, budget: int, key, *, batch: int = 256, max_epochs: int = 200, hidden: int = 64,
-          rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0,
-          patience: tuple = (20, 10), bins: int = 8, depth: int = 5, weight_decay: float = 0.0,
-          affine_steps: int = 0, member: int = 0):
-    """The amortized posterior of ``task`` from ``budget`` simulations, the seconds it took, its optimisation
-    steps and its best validation loss (the defaults are the table's settings; the others are for experiments).
+def task_prior(task: str):
+    """The task's prior as an invjax prior (its box bounds the posterior's draws); the draws themselves come from
+    ``TASKS`` (the table's simulations)."""
+    dim = TASKS[task][0](jr.key(0), 1).shape[1]
+    bounds = TASKS[task][1]
+    if bounds is not None:
+        return ij.BoxUniform(*bounds, dim=dim)
+    if task == "bernoulli_glm":
+        return ij.Normal(np.zeros(dim), cov=np.linalg.inv(_glm_precision()))
+    return ij.Normal(np.zeros(dim), math.sqrt(0.1))
+
+
+def train_ensemble(task: str, budget: int, key, *, members: int = 3, batch: int = 256, max_epochs: int = 200,
+                   hidden: int = 64, rates: tuple = (5e-4, 1e-4, 2e-5), constrain: bool = False, bound: float = 6.0,
+                   patience: tuple = (20, 10), bins: int = 8, depth: int = 5, weight_decay: float = 0.0,
+                   affine_steps: int = 0):
+    """The row's amortized posterior: ``ij.fit_posterior`` on the row's ``budget`` simulations (the defaults are
+    the table's settings; the others are for experiments); the seconds and optimisation steps it took; the
+    mixture's loss on the validation pairs.
 
     Training runs in stages, one per learning rate in ``rates``: each stage starts from the best flow so far and
     stops after 20 epochs (the first stage) or 10 epochs (the later ones) without a better validation loss. The
     later, smaller rates remove the noise floor that a constant rate leaves with small batches, without the large
-    batches that under-train the tasks that need many steps (two_moons)."""
-    bounds = TASKS[task][1]
-    theta, x, held, kept = simulations(task, budget, key)
-    _, _, k_flow, k_fit, _ = jr.split(key, 5)
-    if member:  # experiments only: another initialisation and batch order on the same simulations
-        k_flow, k_fit = jr.fold_in(k_flow, member), jr.fold_in(k_fit, member)
-    dim = theta.shape[1]
-    # sbi's neural spline flow's structure: each step a learned linear map (LU) and a spline coupling.
-    def conditioner(i, o, *, key):
-        return ij.layers.ResidualMLP(i, o, hidden, key=key)
+    batches that under-train the tasks that need many steps (two_moons). ``members`` flows from their own keys
+    on the same simulations make an ``ij.Ensemble`` (each over-fits in its own way; the mixture averages much of
+    that out)."""
+    theta, x, held, _ = simulations(task, budget, key)
 
-    flow = ij.nets.Glow(dim, 1, depth, hidden, spatial_dims=0, split_scales=False, cond_channels=x.shape[1],
-                        key=k_flow, transform=ij.layers.RationalQuadraticSpline(bins=bins, bound=bound),
-                        make_conditioner=conditioner)
-    if affine_steps:  # experiments only: affine coupling steps in front of the splines
-        front = [ij.nets.glow.glow_step(dim, hidden, key=jr.fold_in(k_flow, i), spatial_dims=0,
-                                        cond_channels=x.shape[1], make_conditioner=conditioner)
-                 for i in range(affine_steps)]
-        flow = eqx.tree_at(lambda f: f.body, flow, ij.layers.Chain([*front, flow.body]))
-    constrain = constrain and bounds is not None
-    unbounded = ij.layers.Bounded(*bounds).forward(theta)[0] if constrain else theta
-    model = ij.nets.Standardized.from_data(flow, unbounded[kept], x[kept])
-    if constrain:
-        model = ij.nets.Constrained(model, *bounds)
-    epoch = max(1, len(kept) // batch)
-    best, steps = (math.inf, model), 0
+    def with_affine_front(dim, cond, *, key):  # experiments only: affine coupling steps before the splines
+        flow = ij.spline_flow(dim, cond, key=key, depth=depth, hidden=hidden, bins=bins, bound=bound)
+        conditioner = lambda i, o, *, key: ij.layers.ResidualMLP(i, o, hidden, key=key)
+        front = [ij.nets.glow.glow_step(dim, hidden, key=jr.fold_in(key, i), spatial_dims=0, cond_channels=cond,
+                                        make_conditioner=conditioner) for i in range(affine_steps)]
+        return eqx.tree_at(lambda f: f.body, flow, ij.layers.Chain([*front, flow.body]))
+
     start = time.perf_counter()
-    for stage, rate in enumerate(rates):
-        adam = optax.adamw(rate, weight_decay=weight_decay) if weight_decay else optax.adam(rate)
-        model, history = ij.fit(best[1], theta[kept], x[kept], key=jr.fold_in(k_fit, stage), steps=max_epochs * epoch,
-                                batch_size=batch, validation=(theta[held], x[held]), eval_every=epoch,
-                                patience=patience[0] if stage == 0 else patience[1], initialize=stage == 0,
-                                progress=False,
-                                devices=jax.devices()[:1],
-                                optimizer=optax.chain(optax.clip_by_global_norm(10.0), adam))
-        steps += len(history["train"])
-        val = min(v for _, v in history["val"])
-        if val < best[0]:
-            best = (val, model)
-    return best[1], time.perf_counter() - start, steps, best[0]
-
-
-def train_ensemble(task: str, budget: int, key, *, members: int = 3, **settings):
-    """``members`` flows trained as :func:`train` (``member`` 0, 1, ...; member 0 is the one-flow table's flow) on
-    the same simulations, as an ``ij.Ensemble`` (their mixture: each over-fits the simulations in its own way, and
-    the mixture averages much of that out); the seconds and steps of all of them; the mixture's loss on the
-    validation pairs."""
-    runs = [train(task, budget, key, member=m, **settings) for m in range(members)]
-    model = ij.Ensemble([run[0] for run in runs])
+    posterior = ij.fit_posterior(theta, x, prior=task_prior(task), key=key, members=members, depth=depth,
+                                 hidden=hidden, bins=bins, bound=bound, rates=rates, weight_decay=weight_decay,
+                                 patience=patience, batch_size=batch, max_epochs=max_epochs, constrain=constrain,
+                                 make_flow=with_affine_front if affine_steps else None, devices=jax.devices()[:1])
+    seconds = time.perf_counter() - start
+    steps = sum(entry[2] for entry in posterior.history)
     if members == 1:
-        val = runs[0][3]
+        val = min(entry[3] for entry in posterior.history)
     else:
-        theta, x, held, _ = simulations(task, budget, key)
-        val = float(-jnp.mean(eqx.filter_jit(ij.Ensemble.log_prob)(model, theta[held], x[held])))
-    return model, sum(run[1] for run in runs), sum(run[2] for run in runs), val
+        val = float(-jnp.mean(eqx.filter_jit(ij.Ensemble.log_prob)(posterior.model, theta[held], x[held])))
+    return posterior, seconds, steps, val
 
 
 def main():
@@ -272,21 +261,17 @@ def main():
     results = json.loads(out_json.read_text()) if out_json.exists() else {}
     for task in args.tasks:
         for budget in args.budgets:
-            model, seconds, steps, val = train_ensemble(task, budget, training_key(task, budget, args.seed),
+            posterior, seconds, steps, val = train_ensemble(task, budget, training_key(task, budget, args.seed),
                                                         members=args.members, batch=args.batch,
                                                         max_epochs=args.max_epochs, hidden=args.hidden,
                                                         rates=tuple(args.rates), constrain=args.constrain,
                                                         bound=args.bound)
-            dim = TASKS[task][0](jr.key(0), 1).shape[1]
             scores = {}
             for obs in args.observations:
                 x_o, ref = reference(args.wheel, task, obs)
-                cond = jnp.repeat(jnp.asarray(x_o), 10_000, axis=0)
-                bounds = (-math.inf, math.inf) if args.constrain or TASKS[task][1] is None else TASKS[task][1]
                 # Samples outside a box prior are rejected and drawn again (sbi's way).
                 seed = 1000 * args.seed + obs
-                samples = np.asarray(ij.sample_within(model, jr.key(seed), (10_000, dim), cond, lower=bounds[0],
-                                                      upper=bounds[1]))
+                samples = np.asarray(posterior.sample(jr.key(seed), 10_000, x_o))
                 scores[obs] = dx.c2st(ref, samples, seed=seed)  # sbibm's classifier and stopping rule
                 print(f"{task} {budget} observation {obs}: C2ST {scores[obs]:.3f}", flush=True)
             results[f"{task}/{budget}"] = {"task": task, "budget": budget, "c2st": scores,

@@ -41,15 +41,15 @@ def main():
     args = parser.parse_args()
     task = "gaussian_linear"
     key = sbi.training_key(task, args.budget, args.seed)
-    model, seconds, steps, val = sbi.train_ensemble(task, args.budget, key, members=args.members, batch=args.batch,
+    posterior, seconds, steps, val = sbi.train_ensemble(task, args.budget, key, members=args.members, batch=args.batch,
                                                     hidden=args.hidden, rates=tuple(args.rates), bound=args.bound,
                                                     bins=args.bins, depth=args.depth, weight_decay=args.weight_decay,
                                                     affine_steps=args.affine_steps, patience=tuple(args.patience))
-    log_q = eqx.filter_jit(lambda m, t, c: m.log_prob(t, c))
+    log_q = eqx.filter_jit(lambda p, t, c: p.log_prob(t, c))
 
     def gap(theta, x):  # log p(theta | x) - log q(theta | x), and its standard error
         exact = -0.5 * jnp.sum((theta - x / 2) ** 2, axis=1) / 0.05 - 5 * jnp.log(2 * jnp.pi * 0.05)
-        d = exact - log_q(model, theta, x)
+        d = exact - log_q(posterior, theta, x)
         return float(jnp.mean(d)), float(jnp.std(d)) / math.sqrt(len(d))
 
     theta = math.sqrt(0.1) * jr.normal(jr.key(99), (20_000, 10))

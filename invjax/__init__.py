@@ -15,6 +15,8 @@ from ._health import reconstruction_error
 from ._io import load, load_metadata, save
 from ._jacobian import jvp, vjp
 from ._layer import AbstractLayer
+from ._posterior import Posterior, fit_posterior, spline_flow
+from ._priors import BoxUniform, Normal
 from ._step import make_step
 from ._vi import fit_vi, reverse_kl
 from ._within import sample_within
@@ -27,12 +29,16 @@ __all__ = [
     "AbstractFlow",
     "AbstractLayer",
     "Autodiff",
+    "BoxUniform",
     "DiagonalNormal",
     "Ensemble",
     "Invertible",
+    "Normal",
+    "Posterior",
     "StandardNormal",
     "device_mesh",
     "fit",
+    "fit_posterior",
     "fit_vi",
     "diagnostics",
     "jvp",
@@ -49,6 +55,7 @@ __all__ = [
     "sample_within",
     "save",
     "shard_batch",
+    "spline_flow",
     "use_cpu_cores",
     "vjp",
     "with_backprop",
