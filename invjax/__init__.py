@@ -17,6 +17,7 @@ from ._jacobian import jvp, vjp
 from ._layer import AbstractLayer
 from ._posterior import Posterior, fit_posterior, spline_flow
 from ._priors import BoxUniform, Normal
+from ._sequential import fit_sequential
 from ._step import make_step
 from ._vi import fit_vi, reverse_kl
 from ._within import sample_within
@@ -39,6 +40,7 @@ __all__ = [
     "device_mesh",
     "fit",
     "fit_posterior",
+    "fit_sequential",
     "fit_vi",
     "diagnostics",
     "jvp",
