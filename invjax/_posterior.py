@@ -118,6 +118,16 @@ def spline_flow(dim: int, cond_channels: int, *, key: PRNGKeyArray, depth: int =
     spline coupling (``bins`` bins on ``[-bound, bound]``, identity outside) whose
     conditioner is a residual network (``hidden`` wide, ``blocks`` blocks). For ``dim = 1``
     the coupling has no untouched half: use a flow of your own (``make_flow``).
+
+    Args:
+        dim: the parameters' dimension ``D``.
+        cond_channels: the condition's size (the observation's, or its summary's).
+        key: a PRNG key for the initialisation.
+        depth: flow steps.
+        hidden: the conditioners' width.
+        blocks: the conditioners' residual blocks.
+        bins: the splines' bins.
+        bound: the splines' range ``[-bound, bound]``.
     """
     def conditioner(i, o, *, key):
         return layers.ResidualMLP(i, o, hidden, blocks=blocks, key=key)
@@ -249,7 +259,11 @@ def fit_posterior(
             series: :class:`invjax.nets.DeepSet`, :class:`invjax.nets.TimeSeriesNetwork`,
             a CNN), trained with the flow; ``None`` conditions on ``x`` (vectors).
         members: flows in the ensemble, each from its own key.
-        depth, hidden, blocks, bins, bound: :func:`spline_flow`'s settings.
+        depth: :func:`spline_flow`'s flow steps.
+        hidden: its conditioners' width.
+        blocks: its conditioners' residual blocks.
+        bins: its splines' bins.
+        bound: its splines' range ``[-bound, bound]`` (in standardized units).
         make_flow: ``make_flow(dim, cond_channels, key=) -> flow``, a conditional flow to
             use instead of :func:`spline_flow`.
         rates: the learning rate of each stage (Adam after clipping the gradient norm at 10).
