@@ -17,6 +17,7 @@ from ._jacobian import jvp, vjp
 from ._layer import AbstractLayer
 from ._posterior import Posterior, fit_posterior, spline_flow
 from ._priors import BoxUniform, Normal
+from ._refine import LatentCorrection, RefinedPosterior, refine_posterior
 from ._sequential import fit_sequential
 from ._step import make_step
 from ._vi import fit_vi, reverse_kl
@@ -34,8 +35,10 @@ __all__ = [
     "DiagonalNormal",
     "Ensemble",
     "Invertible",
+    "LatentCorrection",
     "Normal",
     "Posterior",
+    "RefinedPosterior",
     "StandardNormal",
     "device_mesh",
     "fit",
@@ -52,6 +55,7 @@ __all__ = [
     "nets",
     "process_part",
     "reconstruction_error",
+    "refine_posterior",
     "replicate",
     "reverse_kl",
     "sample_within",
