@@ -27,9 +27,10 @@ PICTURES = {
     "irim_deblurring": "irim_memory.png",
     "iunet_deblurring": "iunet_memory.png",
     "volume_posterior": "volume_posterior.png",
+    "physics_refinement": "physics_refinement.png",
 }
 # Scripts whose evaluation has its own short mode (held-out pairs and draws, not only steps).
-QUICK = {"imaging_posterior", "irim_deblurring", "iunet_deblurring", "volume_posterior"}
+QUICK = {"imaging_posterior", "irim_deblurring", "iunet_deblurring", "volume_posterior", "physics_refinement"}
 
 
 def test_every_script_is_listed():
