@@ -34,10 +34,10 @@ def phantoms(key, n, ellipses=3):
     return (jnp.clip(image, 0, 1.2) / 1.2 - 0.5)[:, None] + GRAIN * jr.normal(kg, (n, 1, SIZE, SIZE))
 
 
-def blur(x):
-    """A Gaussian blur (standard deviation BLUR pixels), the forward operator."""
+def blur(x, width=BLUR):
+    """A Gaussian blur (standard deviation ``width`` pixels, BLUR by default), the forward operator."""
     t = jnp.arange(-3, 4)
-    k = jnp.exp(-(t**2) / (2 * BLUR**2))
+    k = jnp.exp(-(t**2) / (2 * width**2))
     kernel = jnp.outer(k, k) / jnp.sum(k) ** 2
     return jax.lax.conv_general_dilated(x, kernel[None, None], (1, 1), "SAME")
 
