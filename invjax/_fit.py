@@ -144,6 +144,35 @@ def fit(
         non-finite, training stops with a warning naming the step and the last flow with
         a finite loss is returned.
     """
+    _check_arguments(steps, batch_size, eval_every, checkpoint_every, key, patience,
+                     check_reconstruction_every, transform)
+    place = data_parallel(devices, batch_size, space)
+    source, val = _process_source(x, cond, validation, batch_size, key, place)
+    # The transform's keys: one per step, folded from a key of their own, so a resumed run
+    # draws the same noise as an uninterrupted one; validation uses one fixed key.
+    noise_key, val_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
+    prepare = _prepare(transform)
+    first, stream, reference, val = _first_batch(source, val, place, check_inputs)
+    flow = _placed_flow(flow, first, place, prepare, jr.fold_in(noise_key, 0), initialize)
+    init, step = _placed_step(loss, prepare, optimizer, place)
+    flow, opt_state, start, history, stream = _resume(
+        checkpoint, flow, place.replicate(init(flow)), steps, place.replicate, source, stream,
+        reconstruction=check_reconstruction_every is not None,
+    )
+    monitors, stopping = _monitors(
+        loss, prepare, val, val_key, place, steps=steps, eval_every=eval_every, patience=patience,
+        reconstruction_every=check_reconstruction_every, reconstruction_tol=reconstruction_tol,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    )
+    args = _step_args(stream, start, reference, check_inputs, noise_key, place)
+    flow, _ = train_loop(step, flow, opt_state, args, steps=steps, start=start, history=history,
+                         monitors=monitors, progress=progress, name="fit")
+    return (flow if stopping is None else stopping.best(flow)), history
+
+
+def _check_arguments(steps, batch_size, eval_every, checkpoint_every, key, patience,
+                     check_reconstruction_every, transform) -> None:
+    """``fit``'s numbers, key and functions, checked before any data is touched."""
     if steps < 0 or batch_size < 1 or eval_every < 1 or checkpoint_every < 1:
         raise ValueError(
             f"fit: steps >= 0, batch_size, eval_every and checkpoint_every >= 1 needed; got steps={steps}, "
@@ -157,60 +186,78 @@ def fit(
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     if transform is not None and not callable(transform):
         raise ValueError(f"fit: transform must be a function (key, x, cond) -> (x, cond), got {transform!r:.80}.")
-    place = data_parallel(devices, batch_size, space)
-    replicate = place.replicate
+
+
+def _process_source(x, cond, validation, batch_size, key, place):
+    """This process's batch source (its share of each batch) and its validation pair."""
     split_key, shuffle_key = jr.split(key)
     # Under jax.distributed every process draws its own share of each batch: its own
     # shuffling and simulator keys (one process keeps the keys it always had).
     own = (lambda k: k) if place.parts == 1 else (lambda k: jr.fold_in(k, place.part))
-    source, val = _source(x, cond, batch_size // place.parts, validation, own(split_key), own(shuffle_key))
-    # The transform's keys: one per step, folded from a key of their own, so a resumed run
-    # draws the same noise as an uninterrupted one; validation uses one fixed key.
-    noise_key, val_key = jr.fold_in(key, 1), jr.fold_in(key, 2)
-    prepare = _prepare(transform)
+    return _source(x, cond, batch_size // place.parts, validation, own(split_key), own(shuffle_key))
 
+
+def _first_batch(source, val, place, check_inputs):
+    """``(first, stream, reference, val)``: the first batch, the stream from step 0 (the first
+    batch included), the layout every batch must keep, and the validation set checked
+    against it (and, over several processes, assembled like a batch)."""
     stream = source(0)
-    first = next(stream)
+    first = next(stream)  # drawn before training: initialisation and the checks need it
     reference = describe(first)
     if check_inputs:
         check_batch(0, first, reference)
         if val is not None:
-            check_batch(0, tuple(val) + (None,) * (2 - len(val)), reference, where="in the validation set")
+            check_batch(0, _pair(val), reference, where="in the validation set")
     if place.parts > 1:
         _same_on_every_process(reference, val)
         val = None if val is None else _placed_validation(place, val)
+    return first, itertools.chain([first], stream), reference, val
+
+
+def _placed_flow(flow, first, place, prepare, key, initialize: bool):
+    """``flow`` replicated over the devices, data-initialised on the first batch if asked."""
     if initialize:
         # On the devices, split like every batch: with space > 1 the first batch may not
         # fit one device (eager operations on split arrays run split too).
-        flow = replicate(flow).initialize(*prepare(jr.fold_in(noise_key, 0), *place.batch(first)))
-    flow = replicate(flow)
+        flow = place.replicate(flow).initialize(*prepare(key, *place.batch(first)))
+    return place.replicate(flow)
+
+
+def _placed_step(loss, prepare, optimizer, place):
+    """``make_step``'s ``(init, step)`` for ``loss`` on prepared batches, the step traced under
+    the placement's mesh."""
     # Every step gets a key (the transform's noise; a stochastic summary network's dropout);
     # evaluation runs the model without one (inference mode).
     init, step = make_step(
         lambda f, step_key, *batch: loss(with_step_key(f, step_key), *prepare(step_key, *batch)), optimizer
     )
-    step = place.traced(step)
-    opt_state = replicate(init(flow))
+    return init, place.traced(step)
+
+
+def _resume(checkpoint, flow, opt_state, steps, replicate, source, stream, *, reconstruction: bool):
+    """``(flow, opt_state, start, history, stream)``: from ``checkpoint`` where it exists (its
+    parameters and optimizer state replace the fresh ones), else the run from step 0."""
     history = {"train": [], "val": []}
-    start, stream = 0, itertools.chain([first], stream)
+    start = 0
     resumed = load_checkpoint(checkpoint, flow, opt_state, steps)
     if resumed is not None:
         flow, opt_state, start, saved = resumed
         flow, opt_state = replicate(flow), replicate(opt_state)
         history.update(saved)
         stream = source(start) if start > 0 else stream  # the data stream continues where it stopped
-    if check_reconstruction_every is not None:
+    if reconstruction:
         history["reconstruction"] = []
+    return flow, opt_state, start, history, stream
 
-    def args():
-        for i, batch in enumerate(stream, start):
-            if check_inputs and i > 0:
-                check_batch(i, batch, reference)
-            yield (jr.fold_in(noise_key, i), *place.batch(batch))
 
+def _monitors(loss, prepare, val, val_key, place, *, steps, eval_every, patience, reconstruction_every,
+              reconstruction_tol, checkpoint, checkpoint_every):
+    """``(monitors, stopping)`` for ``train_loop``: the reconstruction check, the validation loss
+    with early stopping (``stopping``; ``None`` without a validation set) and the checkpoint,
+    in that order, so a checkpoint holds its step's validation loss."""
     monitors = []
-    if check_reconstruction_every is not None:
-        monitors.append(reconstruction_monitor(check_reconstruction_every, reconstruction_tol, prepare))
+    if reconstruction_every is not None:
+        monitors.append(reconstruction_monitor(reconstruction_every, reconstruction_tol, prepare))
     stopping = None
     if val is not None:
         evaluate = eqx.filter_jit(lambda f, *batch: loss(f, *prepare(val_key, *batch)))
@@ -218,9 +265,21 @@ def fit(
         monitors.append(stopping)
     if checkpoint is not None:
         monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps, writes=place.writes))
-    flow, _ = train_loop(step, flow, opt_state, args(), steps=steps, start=start, history=history,
-                         monitors=monitors, progress=progress, name="fit")
-    return (flow if stopping is None else stopping.best(flow)), history
+    return monitors, stopping
+
+
+def _step_args(stream, start, reference, check_inputs, noise_key, place):
+    """The arguments of steps ``start, start + 1, ...``: the step's transform key and its
+    batch, checked and split over the devices."""
+    for i, batch in enumerate(stream, start):
+        if check_inputs and i > 0:  # the first batch was checked before initialisation
+            check_batch(i, batch, reference)
+        yield (jr.fold_in(noise_key, i), *place.batch(batch))
+
+
+def _pair(val):
+    """A validation set ``(x,)`` or ``(x, cond)`` as ``(x, cond)``, like a batch."""
+    return tuple(val) + (None,) * (2 - len(val))
 
 
 def _same_on_every_process(reference, val) -> None:
@@ -245,7 +304,7 @@ def _same_on_every_process(reference, val) -> None:
 def _placed_validation(place, val):
     """The validation set of every process, assembled across processes like a batch."""
     try:
-        return place.batch(tuple(val) + (None,) * (2 - len(val)))
+        return place.batch(_pair(val))
     except ValueError as error:
         raise ValueError(f"fit: the validation set cannot be split like a batch: "
                          f"{str(error).removeprefix('shard_batch: ')}") from None

@@ -1,5 +1,9 @@
 """The training workflow: Summarized models, fit, save / load and checkpoints."""
 
+import ast
+import inspect
+import textwrap
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -241,3 +245,13 @@ def test_fit_from_a_simulator_rejects_bad_arguments():
         ij.fit(flow, _linear_gaussian, validation=0.2, **kwargs)
     with pytest.raises(ValueError, match=r"simulate\(key, 8\) at step 0 must return .* 8 rows; its cond is \(4, 2\)"):
         ij.fit(flow, lambda k, n: (jnp.zeros((n, 2)), jnp.zeros((4, 2))), **kwargs)
+
+
+def test_fit_stays_a_short_composition_of_named_parts():
+    # fit composes named parts (arguments, data, placement, resume, monitors, loop); a body
+    # that grows past one screen again should be split, not let through silently.
+    source = textwrap.dedent(inspect.getsource(ij.fit))
+    docstring = ast.parse(source).body[0].body[0]
+    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    lines = len(source.splitlines()) - (docstring.end_lineno - docstring.lineno + 1)
+    assert lines <= 80, f"fit is {lines} lines without its docstring; move a part into a named function"
