@@ -61,6 +61,7 @@ def fit(
     check_reconstruction_every: int | None = None,
     reconstruction_tol: float = 1e-3,
     transform: Callable | None = None,
+    optimizer_value: str = "train",
 ):
     """Train ``flow`` by minimising ``loss(flow, x_batch, cond_batch)`` with optax.
 
@@ -137,6 +138,10 @@ def fit(
             across evaluations. The loss is computed on the transformed batch. It may
             create the condition (``cond`` is ``None`` going in), e.g. noisy
             observations ``y`` of ``x`` for a conditional flow.
+        optimizer_value: the loss optax's transformations receive as ``value``
+            (``optax.contrib.reduce_on_plateau``, line searches): ``"train"``, the step's
+            batch loss, or ``"validation"``, the latest validation loss (evaluated once
+            before the first step, then every ``eval_every`` steps; needs ``validation``).
 
     Returns:
         ``(flow, history)``, ``history = {"train": [loss per step], "val": [(step, loss)]}``
@@ -145,7 +150,7 @@ def fit(
         a finite loss is returned.
     """
     _check_arguments(steps, batch_size, eval_every, checkpoint_every, key, patience,
-                     check_reconstruction_every, transform)
+                     check_reconstruction_every, transform, optimizer_value, validation)
     place = data_parallel(devices, batch_size, space)
     source, val = _process_source(x, cond, validation, batch_size, key, place)
     # The transform's keys: one per step, folded from a key of their own, so a resumed run
@@ -164,6 +169,8 @@ def fit(
         reconstruction_every=check_reconstruction_every, reconstruction_tol=reconstruction_tol,
         checkpoint=checkpoint, checkpoint_every=checkpoint_every,
     )
+    if optimizer_value == "validation":
+        step = _on_validation(step, stopping, flow, history)
     args = _step_args(stream, start, reference, check_inputs, noise_key, place)
     flow, _ = train_loop(step, flow, opt_state, args, steps=steps, start=start, history=history,
                          monitors=monitors, progress=progress, name="fit")
@@ -171,7 +178,7 @@ def fit(
 
 
 def _check_arguments(steps, batch_size, eval_every, checkpoint_every, key, patience,
-                     check_reconstruction_every, transform) -> None:
+                     check_reconstruction_every, transform, optimizer_value, validation) -> None:
     """``fit``'s numbers, key and functions, checked before any data is touched."""
     if steps < 0 or batch_size < 1 or eval_every < 1 or checkpoint_every < 1:
         raise ValueError(
@@ -186,6 +193,10 @@ def _check_arguments(steps, batch_size, eval_every, checkpoint_every, key, patie
         raise ValueError(f"fit: check_reconstruction_every must be >= 1 or None, got {check_reconstruction_every}.")
     if transform is not None and not callable(transform):
         raise ValueError(f"fit: transform must be a function (key, x, cond) -> (x, cond), got {transform!r:.80}.")
+    if optimizer_value not in ("train", "validation"):
+        raise ValueError(f"fit: optimizer_value must be 'train' or 'validation', got {optimizer_value!r}.")
+    if optimizer_value == "validation" and (validation is None or (not isinstance(validation, tuple) and not validation)):
+        raise ValueError("fit: optimizer_value='validation' needs a validation set (validation=).")
 
 
 def _process_source(x, cond, validation, batch_size, key, place):
@@ -266,6 +277,19 @@ def _monitors(loss, prepare, val, val_key, place, *, steps, eval_every, patience
     if checkpoint is not None:
         monitors.append(checkpoint_monitor(checkpoint, checkpoint_every, steps, writes=place.writes))
     return monitors, stopping
+
+
+def _on_validation(step, stopping, flow, history):
+    """``step`` handing optax the latest validation loss as ``value`` (the starting flow's
+    before the first evaluation) instead of the batch loss."""
+    first = float(stopping.evaluate(flow))
+    dtype = getattr(flow, "dtype", None) or jnp.result_type(float)
+
+    def step_on_validation(flow, opt_state, *args):
+        latest = history["val"][-1][1] if history["val"] else first
+        return step(flow, opt_state, *args, optimizer_value=jnp.asarray(latest, dtype))
+
+    return step_on_validation
 
 
 def _step_args(stream, start, reference, check_inputs, noise_key, place):

@@ -59,8 +59,10 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
 
     Returns:
         ``(init, step)``: ``init(flow) -> opt_state``, and
-        ``step(flow, opt_state, *args) -> (flow, opt_state, loss value)`` (jitted with
-        ``equinox.filter_jit``; the value is a scalar array, on the device).
+        ``step(flow, opt_state, *args, optimizer_value=None) -> (flow, opt_state, loss value)``
+        (jitted with ``equinox.filter_jit``; the value is a scalar array, on the device;
+        ``optimizer_value``, when given, is what the optimizer receives as ``value``
+        instead of the loss, e.g. a validation loss).
     """
     # Extra arguments reach the transformations that declare them; plain ones ignore them.
     optimizer = optax.with_extra_args_support(optimizer or default_optimizer())
@@ -69,14 +71,16 @@ def make_step(loss: Callable, optimizer: optax.GradientTransformation | None = N
         return optimizer.init(trainable(flow))
 
     @eqx.filter_jit
-    def step(flow, opt_state, *args):
+    def step(flow, opt_state, *args, optimizer_value=None):
         value, grads = eqx.filter_value_and_grad(loss)(flow, *args)
         params, rest = eqx.partition(flow, eqx.is_inexact_array)
 
         def value_fn(p):  # the loss at other parameters: what a line search evaluates
             return loss(eqx.combine(p, rest), *args)
 
-        updates, opt_state = optimizer.update(grads, opt_state, params, value=value, grad=grads, value_fn=value_fn)
+        # optax's value: the loss, or one given in its place (fit's latest validation loss).
+        told = value if optimizer_value is None else optimizer_value
+        updates, opt_state = optimizer.update(grads, opt_state, params, value=told, grad=grads, value_fn=value_fn)
         return eqx.apply_updates(flow, updates), opt_state, value
 
     return init, step

@@ -85,3 +85,41 @@ def test_fit_takes_a_transformation_that_needs_the_loss():
     optimizer = optax.chain(optax.adam(1e-2), optax.contrib.reduce_on_plateau(patience=2, accumulation_size=2))
     trained, history = ij.fit(flow, x, key=jr.key(2), steps=6, batch_size=32, optimizer=optimizer, progress=False)
     assert len(history["train"]) == 6 and all(jnp.isfinite(jnp.asarray(history["train"])))
+
+
+def test_fit_feeds_the_validation_loss_to_the_optimizer_when_asked(tmp_path):
+    """With ``optimizer_value="validation"`` and no evaluation during the run, optax receives the
+    starting flow's validation loss at every step: reduce_on_plateau sees no improvement and
+    halves its scale at every step as it does by hand; with the batch losses, which improve now
+    and then, it halves it less often."""
+    from invjax._checkpoint import load_checkpoint
+
+    flow, x = _flow_and_data()
+    steps = 5
+
+    def plateau():
+        return optax.chain(optax.sgd(0.05), optax.contrib.reduce_on_plateau(patience=1, cooldown=0, factor=0.5,
+                                                                            accumulation_size=1))
+
+    scales = {}
+    for told in ("train", "validation"):
+        path = tmp_path / f"{told}.eqx"
+        ij.fit(flow, x, key=jr.key(2), steps=steps, batch_size=32, optimizer=plateau(), validation=0.25,
+               eval_every=100, progress=False, checkpoint=path, checkpoint_every=steps, optimizer_value=told)
+        _, state, _, _ = load_checkpoint(path, flow, plateau().init(eqx.filter(flow, eqx.is_inexact_array)), steps)
+        scales[told] = float(state[1].scale)
+    by_hand, params = plateau(), eqx.filter(flow, eqx.is_inexact_array)
+    state = by_hand.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for _ in range(steps):
+        _, state = by_hand.update(zeros, state, params, value=jnp.asarray(1.0))
+    assert scales["validation"] == float(state[1].scale) < 1.0, scales
+    assert scales["train"] > scales["validation"], scales
+
+
+def test_fit_optimizer_value_errors():
+    flow, x = _flow_and_data()
+    with pytest.raises(ValueError, match="'train' or 'validation'"):
+        ij.fit(flow, x, key=jr.key(0), steps=1, optimizer_value="val")
+    with pytest.raises(ValueError, match="needs a validation set"):
+        ij.fit(flow, x, key=jr.key(0), steps=1, optimizer_value="validation")
