@@ -6,6 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 import pytest
 from helpers import perturb, rel_err
 
@@ -77,3 +78,12 @@ def test_fit_vi_stops_on_a_non_finite_loss():
         out, history = ij.fit_vi(flow, bad, (2,), key=jr.key(1), steps=50, batch_size=256, progress=False)
     assert any("loss became nan at step 0" in str(w.message) for w in caught)
     assert history["train"] == [] and out is flow
+
+
+def test_fit_vi_passes_the_loss_to_a_transformation_that_needs_it():
+    """reduce_on_plateau needs optax's ``value``: without it, its update raises."""
+    flow = ij.nets.RealNVP(2, depth=1, hidden=8, key=jr.key(0))
+    optimizer = optax.chain(optax.adam(1e-2), optax.contrib.reduce_on_plateau(patience=2))
+    _, history = ij.fit_vi(flow, gaussian_log_target, (2,), key=jr.key(1), steps=5, batch_size=16, progress=False,
+                           optimizer=optimizer)
+    assert len(history["train"]) == 5
