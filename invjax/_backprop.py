@@ -40,7 +40,7 @@ class Invertible(AbstractBackprop):
         return _engine.run_invertible(body, x, cond)
 
     def inverse_and_log_det(self, body, z, cond):
-        from .layers.invert import Invert  # layers import this module's users, not the reverse
+        from .layers._invert import Invert  # layers import this module's users, not the reverse
 
         return _engine.run_invertible(Invert(body), z, cond)
 

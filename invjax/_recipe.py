@@ -31,6 +31,41 @@ import numpy as np
 _CLASS_MODULES = ("invjax.", "equinox.nn.")
 _FUNCTION_MODULES = ("jax.nn", "jax._src.nn.", "jax.numpy", "jax._src.numpy.", "invjax.", "equinox.nn.")
 _SCALARS = (bool, int, float, str, type(None))
+# Modules renamed private (0.x): files saved before name classes and functions by the old path.
+_RENAMED_MODULES = {
+    "invjax.layers.actnorm": "invjax.layers._actnorm",
+    "invjax.layers.bounded": "invjax.layers._bounded",
+    "invjax.layers.chain": "invjax.layers._chain",
+    "invjax.layers.composite": "invjax.layers._composite",
+    "invjax.layers.conditional_hint": "invjax.layers._conditional_hint",
+    "invjax.layers.conditioners": "invjax.layers._conditioners",
+    "invjax.layers.conjugate": "invjax.layers._conjugate",
+    "invjax.layers.conv1x1": "invjax.layers._conv1x1",
+    "invjax.layers.coupling": "invjax.layers._coupling",
+    "invjax.layers.elementwise_affine": "invjax.layers._elementwise_affine",
+    "invjax.layers.gradient_step": "invjax.layers._gradient_step",
+    "invjax.layers.hint": "invjax.layers._hint",
+    "invjax.layers.hyperbolic": "invjax.layers._hyperbolic",
+    "invjax.layers.invert": "invjax.layers._invert",
+    "invjax.layers.map_cond": "invjax.layers._map_cond",
+    "invjax.layers.on_channels": "invjax.layers._on_channels",
+    "invjax.layers.permute": "invjax.layers._permute",
+    "invjax.layers.scales": "invjax.layers._scales",
+    "invjax.layers.spline": "invjax.layers._spline",
+    "invjax.layers.squeeze": "invjax.layers._squeeze",
+    "invjax.layers.stack": "invjax.layers._stack",
+    "invjax.nets.conditional_hint": "invjax.nets._conditional_hint",
+    "invjax.nets.constrained": "invjax.nets._constrained",
+    "invjax.nets.glow": "invjax.nets._glow",
+    "invjax.nets.hint": "invjax.nets._hint",
+    "invjax.nets.hyperbolic": "invjax.nets._hyperbolic",
+    "invjax.nets.irim": "invjax.nets._irim",
+    "invjax.nets.iunet": "invjax.nets._iunet",
+    "invjax.nets.realnvp": "invjax.nets._realnvp",
+    "invjax.nets.standardized": "invjax.nets._standardized",
+    "invjax.nets.summaries": "invjax.nets._summaries",
+    "invjax.nets.summarized": "invjax.nets._summarized",
+}
 
 
 class Unstorable(Exception):
@@ -51,6 +86,7 @@ def _resolve(name: str, prefixes: tuple[str, ...], what: str):
     if not isinstance(name, str) or ":" not in name or not _allowed(name, prefixes):
         raise ValueError(f"names {what} {name!r}, which is not on load's allow-list ({', '.join(prefixes)})")
     module, qualname = name.split(":", 1)
+    module = _RENAMED_MODULES.get(module, module)
     if "<" in qualname:
         raise ValueError(f"names {what} {name!r}, a local object, which load does not rebuild")
     try:

@@ -11,7 +11,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ._checks import check_key
 from ._ensemble import Ensemble
 from ._flow import AbstractFlow
-from .layers.bounded import Bounded
+from .layers._bounded import Bounded
 
 
 @eqx.filter_jit

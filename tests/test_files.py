@@ -50,6 +50,23 @@ def test_a_summarized_model_loads_without_a_template(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
 
 
+def test_a_file_naming_the_old_public_module_paths_loads(tmp_path):
+    """Files written before the submodules went private name ``invjax.nets.realnvp:RealNVP``
+    etc.: load maps the old paths to the new modules."""
+    model = perturb(CASES["glow_householder_haar"][0](jr.key(0)), jr.key(1))
+    path = ij.save(tmp_path / "new.eqx", model)
+    data = (tmp_path / "new.eqx").read_bytes()
+    start = len(b"INVJAX2\n") + 8  # magic, then the header's length (<Q), then the JSON header
+    (size,) = struct.unpack("<Q", data[start - 8 : start])
+    header = data[start : start + size].decode()
+    old = header.replace("invjax.layers._", "invjax.layers.").replace("invjax.nets._", "invjax.nets.")
+    assert old != header and "invjax.nets.glow:Glow" in old
+    (tmp_path / "old.eqx").write_bytes(data[: start - 8] + struct.pack("<Q", len(old)) + old.encode() + data[start + size :])
+    loaded = ij.load(tmp_path / "old.eqx")
+    assert jax.tree.structure(loaded) == jax.tree.structure(model)
+    assert _leaves_equal(loaded, model)
+
+
 def test_a_model_holding_a_lambda_loads_with_like(tmp_path):
     model = _summarized(activation=lambda v: jnp.maximum(v, 0.0))
     path = ij.save(tmp_path / "model.eqx", model)
@@ -104,7 +121,7 @@ def test_load_never_unpickles(tmp_path):
         {"function": "side_effect_module:anything"},
         {"module": "side_effect_module:Anything", "fields": {}},
         {"function": "invjax._io:<lambda>"},
-        {"module": "invjax.nets.realnvp:RealNVP", "fields": {"unexpected": 1}},
+        {"module": "invjax.nets._realnvp:RealNVP", "fields": {"unexpected": 1}},
         {"array": {"shape": [2], "dtype": "object"}},
         ["not", "a", "structure"],
     ],

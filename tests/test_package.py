@@ -32,7 +32,7 @@ def _public_modules():
     ``invjax.nets``, and any other package below ``invjax`` whose dotted name has no private part."""
     names = ["invjax", "invjax.diagnostics", "invjax.layers", "invjax.nets"]
     names += [info.name for info in pkgutil.walk_packages(ij.__path__, "invjax.")
-              if info.ispkg and not any(part.startswith("_") for part in info.name.split("."))]
+              if not any(part.startswith("_") for part in info.name.split("."))]
     return [importlib.import_module(name) for name in sorted(set(names))]
 
 
@@ -43,6 +43,8 @@ def test_public_namespaces_hold_only_their_exports(module):
     public = {n for n in dir(module) if not n.startswith("_")}
     submodules = {n for n in public if isinstance(getattr(module, n), types.ModuleType)
                   and getattr(module, n).__name__ == f"{module.__name__}.{n}"}
+    plain = sorted(n for n in submodules if not hasattr(getattr(module, n), "__path__"))
+    assert not plain, f"{module.__name__}: public submodules {plain}; name them _private"
     leaked = sorted(public - set(module.__all__) - submodules)
     missing = sorted(set(module.__all__) - public)
     assert not leaked and not missing, f"{module.__name__}: leaked {leaked}, in __all__ but missing {missing}"
@@ -71,7 +73,7 @@ def test_wheel_and_sdist_build_and_the_wheel_works_in_a_clean_environment(tmp_pa
     (sdist,) = dist.glob("invjax-*.tar.gz")
     assert wheel.name.startswith(f"invjax-{ij.__version__}-py3-none-any")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"invjax/__init__.py", "invjax/py.typed", "invjax/nets/glow.py"} <= names
+    assert {"invjax/__init__.py", "invjax/py.typed", "invjax/nets/_glow.py"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "examples/")) for n in names)
     members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
     assert {"pyproject.toml", "README.md", "LICENSE", "invjax/py.typed"} <= members

@@ -27,7 +27,7 @@ import pytest
 
 import invjax as ij
 from invjax import layers as L
-from invjax.layers.squeeze import SqueezeLanes
+from invjax.layers._squeeze import SqueezeLanes
 
 PATTERNS = [L.ColumnSqueeze, L.PatchSqueeze, L.CheckerboardSqueeze, L.SubbandHaarSqueeze]
 

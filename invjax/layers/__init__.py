@@ -1,27 +1,27 @@
 """Invertible layers. Every layer satisfies :class:`invjax.layers.AbstractLayer`."""
 
 from .._layer import AbstractBasicLayer, AbstractLayer
-from .actnorm import ActNorm
-from .bounded import Bounded
-from .chain import Chain
-from .composite import AbstractComposite
-from .conditional_hint import ConditionalHINTStep
-from .conditioners import MLP, ConditionalResidualBlock, ResidualBlock, ResidualMLP
-from .conjugate import Conjugate
-from .conv1x1 import Conv1x1, Conv1x1LU
-from .coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling, SplineCoupling
-from .elementwise_affine import ElementwiseAffine
-from .gradient_step import GradientStep
-from .hint import HINTCoupling
-from .hyperbolic import HyperbolicLayer
-from .invert import Invert
-from .map_cond import MapCond
-from .on_channels import FactorOut, OnChannels
-from .permute import Permute
-from .scales import AbstractScale, ExpClampScale, SigmoidScale
-from .spline import RationalQuadraticSpline
-from .squeeze import CheckerboardSqueeze, ColumnSqueeze, HaarSqueeze, PatchSqueeze, Squeeze, SubbandHaarSqueeze
-from .stack import Stack
+from ._actnorm import ActNorm
+from ._bounded import Bounded
+from ._chain import Chain
+from ._composite import AbstractComposite
+from ._conditional_hint import ConditionalHINTStep
+from ._conditioners import MLP, ConditionalResidualBlock, ResidualBlock, ResidualMLP
+from ._conjugate import Conjugate
+from ._conv1x1 import Conv1x1, Conv1x1LU
+from ._coupling import AbstractCoupling, AdditiveCoupling, AffineCoupling, SplineCoupling
+from ._elementwise_affine import ElementwiseAffine
+from ._gradient_step import GradientStep
+from ._hint import HINTCoupling
+from ._hyperbolic import HyperbolicLayer
+from ._invert import Invert
+from ._map_cond import MapCond
+from ._on_channels import FactorOut, OnChannels
+from ._permute import Permute
+from ._scales import AbstractScale, ExpClampScale, SigmoidScale
+from ._spline import RationalQuadraticSpline
+from ._squeeze import CheckerboardSqueeze, ColumnSqueeze, HaarSqueeze, PatchSqueeze, Squeeze, SubbandHaarSqueeze
+from ._stack import Stack
 
 __all__ = [
     "MLP",

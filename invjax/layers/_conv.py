@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from .squeeze import depth_to_space, space_to_depth
+from ._squeeze import depth_to_space, space_to_depth
 
 
 # The name scope of every CPU-only kernel formulation (``lax.platform_dependent``'s ``cpu``

@@ -1,7 +1,7 @@
 """Lane: tag a layer as part of one lane of a two-lane (joint ``(x, y)``) network.
 
-An internal of the conditional HINT step (:mod:`invjax.layers.conditional_hint`) and the joint
-flows (:mod:`invjax.nets.conditional_hint`), not a public layer.
+An internal of the conditional HINT step (:mod:`invjax.layers._conditional_hint`) and the joint
+flows (:mod:`invjax.nets._conditional_hint`), not a public layer.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Networks: flows with ``forward``, ``inverse``, ``log_prob`` and ``sample``."""
 
 from .._flow import AbstractFlow, AbstractNetwork, Flow
-from .conditional_hint import AbstractJointFlow, ConditionalHINT, MultiscaleConditionalHINT
-from .constrained import Constrained
-from .glow import Glow
-from .hint import HINT, MultiscaleHINT
-from .hyperbolic import Hyperbolic
-from .irim import IRIM
-from .iunet import IUNet
-from .realnvp import RealNVP
-from .standardized import Standardized
-from .summaries import DeepSet, SetTransformer, TimeSeriesNetwork, pad_sets
-from .summarized import Summarized
+from ._conditional_hint import AbstractJointFlow, ConditionalHINT, MultiscaleConditionalHINT
+from ._constrained import Constrained
+from ._glow import Glow
+from ._hint import HINT, MultiscaleHINT
+from ._hyperbolic import Hyperbolic
+from ._irim import IRIM
+from ._iunet import IUNet, learnable_squeeze
+from ._realnvp import RealNVP
+from ._standardized import Standardized
+from ._summaries import DeepSet, SetTransformer, TimeSeriesNetwork, pad_sets
+from ._summarized import Summarized
 
 __all__ = [
     "HINT",
@@ -33,5 +33,6 @@ __all__ = [
     "Standardized",
     "Summarized",
     "TimeSeriesNetwork",
+    "learnable_squeeze",
     "pad_sets",
 ]

@@ -6,7 +6,7 @@ import jax.random as jr
 
 from .._layer import AbstractLayer
 from ..layers import Chain, Conjugate, FactorOut, Invert, MapCond, Permute, Stack
-from ..layers.squeeze import SqueezeLanes, space_to_depth
+from ..layers._squeeze import SqueezeLanes, space_to_depth
 
 
 def _kept_first(lanes):
@@ -31,7 +31,7 @@ def multiscale(make_step, channels, levels: int, depth: int, spatial_dims: int, 
 
     ``channels`` is an int, or a tuple of lane sizes for a two-lane network whose state is
     the lanes concatenated along the channels (the conditional HINT's ``(y, x)``): each
-    lane is squeezed on its own (:class:`~invjax.layers.squeeze.SqueezeLanes`), so the
+    lane is squeezed on its own (:class:`~invjax.layers._squeeze.SqueezeLanes`), so the
     lanes stay apart whatever the squeeze's channel order, and half of *each* lane is
     factored out (a fixed reordering, conjugated around the split, brings the kept halves
     together). ``make_step`` gets the squeezed channels in the same form, and the

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._util import split_channels, sum_per_sample
-from .conditioners import build_conditioner, default_conditioner
-from .scales import AbstractScale, SigmoidScale, check_scale
-from .spline import RationalQuadraticSpline, check_transform
+from ._conditioners import build_conditioner, default_conditioner
+from ._scales import AbstractScale, SigmoidScale, check_scale
+from ._spline import RationalQuadraticSpline, check_transform
 
 
 class AbstractCoupling(AbstractLayer):

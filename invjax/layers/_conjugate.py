@@ -5,8 +5,8 @@ from __future__ import annotations
 import equinox as eqx
 
 from .._layer import AbstractLayer, add_cotangents
-from .chain import Chain
-from .invert import Invert
+from ._chain import Chain
+from ._invert import Invert
 
 
 class Conjugate(AbstractLayer):

@@ -12,9 +12,9 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import ActNorm, Chain, Permute, Stack
-from ..layers.coupling import make_coupling
-from ..layers.scales import AbstractScale, SigmoidScale, check_scale
-from ..layers.spline import RationalQuadraticSpline, check_transform
+from ..layers._coupling import make_coupling
+from ..layers._scales import AbstractScale, SigmoidScale, check_scale
+from ..layers._spline import RationalQuadraticSpline, check_transform
 from ._options import check_cond_channels, check_positive
 
 

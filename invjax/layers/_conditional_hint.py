@@ -9,16 +9,16 @@ import jax.random as jr
 from .._checks import check_spatial_dims
 from .._layer import AbstractLayer
 from ._lane import Lane
-from .actnorm import ActNorm
-from .chain import Chain
-from .composite import AbstractComposite
-from .conditioners import check_make_conditioner
-from .conv1x1 import Conv1x1
-from .coupling import make_coupling
-from .hint import HINTCoupling, check_permute
-from .on_channels import OnChannels
-from .scales import AbstractScale, SigmoidScale, check_scale
-from .spline import RationalQuadraticSpline, check_transform
+from ._actnorm import ActNorm
+from ._chain import Chain
+from ._composite import AbstractComposite
+from ._conditioners import check_make_conditioner
+from ._conv1x1 import Conv1x1
+from ._coupling import make_coupling
+from ._hint import HINTCoupling, check_permute
+from ._on_channels import OnChannels
+from ._scales import AbstractScale, SigmoidScale, check_scale
+from ._spline import RationalQuadraticSpline, check_transform
 
 
 def conditional_hint_step(in_channels: int, cond_channels: int, hidden: int, *, key, spatial_dims: int = 2,

@@ -6,15 +6,15 @@ import equinox as eqx
 import jax.random as jr
 
 from .._layer import AbstractLayer
-from .chain import Chain
-from .composite import AbstractComposite
-from .conditioners import check_make_conditioner
-from .conjugate import Conjugate
-from .conv1x1 import Conv1x1
-from .coupling import check_split, make_coupling
-from .on_channels import OnChannels
-from .scales import AbstractScale, SigmoidScale, check_scale
-from .spline import RationalQuadraticSpline, check_transform
+from ._chain import Chain
+from ._composite import AbstractComposite
+from ._conditioners import check_make_conditioner
+from ._conjugate import Conjugate
+from ._conv1x1 import Conv1x1
+from ._coupling import check_split, make_coupling
+from ._on_channels import OnChannels
+from ._scales import AbstractScale, SigmoidScale, check_scale
+from ._spline import RationalQuadraticSpline, check_transform
 
 PERMUTES = ("none", "lower", "both", "full")
 

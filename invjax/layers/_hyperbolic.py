@@ -15,7 +15,7 @@ from .._checks import check_layout, check_spatial_dims
 from .._layer import AbstractLayer
 from ._conv import conv_same, to_channels_first, to_channels_last
 from ._util import batch_logdet
-from .squeeze import HaarSqueeze
+from ._squeeze import HaarSqueeze
 
 ACTIONS = ("same", "down", "up")
 

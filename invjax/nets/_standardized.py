@@ -10,8 +10,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_array, check_key
 from .._flow import AbstractFlow, AbstractWrappedFlow
-from .summaries import DeepSet, SetTransformer, TimeSeriesNetwork
-from .summarized import Summarized
+from ._summaries import DeepSet, SetTransformer, TimeSeriesNetwork
+from ._summarized import Summarized
 
 _SERIES_AND_SETS = (DeepSet, SetTransformer, TimeSeriesNetwork)
 

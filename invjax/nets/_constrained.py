@@ -7,7 +7,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._flow import AbstractFlow, AbstractNetwork, AbstractWrappedFlow
-from ..layers.bounded import Bounded
+from ..layers._bounded import Bounded
 
 
 def _network(flow):

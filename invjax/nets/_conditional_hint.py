@@ -22,11 +22,11 @@ from .._flow import AbstractFlow, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import HaarSqueeze, Stack
 from ..layers._lane import set_lanes
-from ..layers.conditional_hint import conditional_hint_step
-from ..layers.conditioners import check_make_conditioner
-from ..layers.hint import check_permute
-from ..layers.scales import AbstractScale, SigmoidScale, check_scale
-from ..layers.spline import RationalQuadraticSpline, check_transform
+from ..layers._conditional_hint import conditional_hint_step
+from ..layers._conditioners import check_make_conditioner
+from ..layers._hint import check_permute
+from ..layers._scales import AbstractScale, SigmoidScale, check_scale
+from ..layers._spline import RationalQuadraticSpline, check_transform
 from ._multiscale import multiscale
 from ._options import check_layer_class, check_positive
 

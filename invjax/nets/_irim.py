@@ -17,7 +17,7 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import AdditiveCoupling, Chain, Conjugate, Conv1x1, ResidualBlock, Stack
-from ..layers.gradient_step import GradientStep, _identity
+from ..layers._gradient_step import GradientStep, _identity
 from ._options import check_positive
 
 

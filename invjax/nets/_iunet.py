@@ -12,11 +12,11 @@ from .._distributions import AbstractDistribution, StandardNormal
 from .._flow import AbstractNetwork, check_flow_options
 from .._layer import AbstractLayer
 from ..layers import Chain, Conv1x1, Conv1x1LU, Invert, MapCond, OnChannels, Squeeze, Stack
-from ..layers.scales import AbstractScale, SigmoidScale, check_scale
-from ..layers.spline import RationalQuadraticSpline, check_transform
-from ..layers.squeeze import space_to_depth
+from ..layers._scales import AbstractScale, SigmoidScale, check_scale
+from ..layers._spline import RationalQuadraticSpline, check_transform
+from ..layers._squeeze import space_to_depth
 from ._options import check_cond_channels, check_layer_class, check_positive
-from .glow import glow_step
+from ._glow import glow_step
 
 
 def learnable_squeeze(in_channels: int, *, key, spatial_dims: int = 2) -> Chain:
