@@ -47,11 +47,12 @@ def write_table(results: dict, path):
     rows = {}
     for r in results.values():
         rows.setdefault((r["task"], r["budget"]), []).append(r)
-    lines = ["| task | simulations | observations | invjax sequential C2ST (mean) | rounds | training (s, mean) |",
-             "|:---|---:|---:|---:|---:|---:|"]
+    lines = ["| task | simulations | observations | invjax sequential C2ST (mean) | rounds | flows per round | "
+             "training (s, mean) |", "|:---|---:|---:|---:|---:|---:|---:|"]
     for (task, budget), rs in sorted(rows.items()):
         lines.append(f"| {task} | {budget:,} | {', '.join(str(r['observation']) for r in sorted(rs, key=lambda r: r['observation']))} | "
-                     f"{np.mean([r['c2st'] for r in rs]):.4f} | {rs[0]['rounds']} | {np.mean([r['train_s'] for r in rs]):.0f} |")
+                     f"{np.mean([r['c2st'] for r in rs]):.4f} | {rs[0]['rounds']} | {rs[0]['members']} | "
+                     f"{np.mean([r['train_s'] for r in rs]):.0f} |")
     path.write_text("C2ST of invjax's sequential rounds (`ij.fit_sequential`, one run per observation) against sbibm's "
                     "reference posteriors; `python benchmarks/sbi_sequential.py`.\n\n" + "\n".join(lines) + "\n")
 
