@@ -38,7 +38,7 @@ COMMANDS = {
     "sweep": "python benchmarks/glow.py sweep",
     "headline": "python benchmarks/glow.py headline --run 2048",
     "glow3d": "python benchmarks/glow.py volumes --steps 3",
-    "glow3d_largest": "python benchmarks/glow.py volumes --largest",
+    "glow3d_largest": "python benchmarks/glow.py volumes --largest --limit-gib 20",
     "sbi": "python benchmarks/sbi.py",
     "spatial_run": "python benchmarks/spatial_memory.py --run 6144 --run-only",
     "strided_blocks": "python benchmarks/strided_blocks.py",
@@ -203,10 +203,17 @@ def speed_3d() -> str:
             + f" (`{COMMANDS['glow3d']}`).")
     largest = data.get("largest")
     if largest:
-        found = {r["impl"]: r["largest"] for r in largest["results"]}
-        if found.get("invjax") and found.get("torch"):
-            text += (f" The largest cube whose step fits {largest['limit_gib']:g} GiB: {found['invjax']}^3 for "
-                     f"invjax, {found['torch']}^3 for PyTorch (`{COMMANDS['glow3d_largest']}`).")
+        unit = 2 ** c["levels"]
+        names = {"invjax": "invjax", "invjax-cores": "invjax with every core", "autodiff": "plain autodiff",
+                 "torch": "PyTorch"}
+
+        def side(r):  # a search stopped before its last bisection gives a bracket
+            exact = r["first_not_fitting"] is None or r["first_not_fitting"] - r["largest"] <= unit
+            return f"{r['largest']}^3" if exact else f"at least {r['largest']}^3 (not {r['first_not_fitting']}^3)"
+
+        found = [f"{names[r['impl']]} {side(r)}" for r in largest["results"] if r["largest"]]
+        text += (f" The largest cube whose step fits {largest['limit_gib']:g} GiB: {', '.join(found)} "
+                 f"(`{COMMANDS['glow3d_largest']}`).")
     return text + "\n"
 
 
