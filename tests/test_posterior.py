@@ -81,6 +81,7 @@ def test_posterior_keeps_draws_in_the_prior_box_and_says_minus_inf_outside():
     assert got[0] == expected[0] and got[1] == -jnp.inf
 
 
+@pytest.mark.slow
 def test_fit_posterior_with_a_summary_network_and_a_plateau_optimizer(tmp_path):
     """Images (N, 1, 6, 6) through a summary network; one stage with reduce_on_plateau; saved and loaded."""
     prior = ij.BoxUniform(0.0, 1.0, dim=2)

@@ -55,6 +55,7 @@ def _assert_same(a, b, rtol):
         assert jnp.allclose(u, v, rtol=rtol, atol=rtol), float(jnp.max(jnp.abs(u - v)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam", "reduce_on_plateau", "lbfgs"])
 def test_step_equals_optax_by_hand(name):
     jax.config.update("jax_enable_x64", True)
