@@ -71,6 +71,12 @@ def check_sample_shape(name: str, shape) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def check_int(name: str, what: str, value, low: int) -> None:
+    """``value`` is an integer (not a bool) of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: {what} must be an integer >= {low}, got {value!r}.")
+
+
 def check_finite(name: str, x, what: str = "x") -> None:
     """``x`` holds no NaN or Inf; checked where its values are known (not under ``jax.jit``)."""
     if isinstance(x, jax.core.Tracer) or not jnp.issubdtype(x.dtype, jnp.inexact):

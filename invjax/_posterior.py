@@ -22,7 +22,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import layers, nets
-from ._checks import check_key
+from ._checks import check_finite, check_int, check_key
 from ._ensemble import Ensemble
 from ._fit import fit
 from ._flow import AbstractFlow
@@ -80,8 +80,7 @@ class Posterior(AbstractStrictModule):
             ``(n, D)`` parameters.
         """
         check_key("Posterior.sample", key)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"Posterior.sample: n must be an integer >= 0, got {n!r}.")
+        check_int("Posterior.sample", "n", n, 0)
         x = self._observations("sample", x, None)
         cond = jnp.broadcast_to(x, (n, *self.observation_shape))
         return sample_within(self.model, key, (n, self.lower.shape[0]), cond, lower=self.lower, upper=self.upper,
@@ -157,8 +156,7 @@ def _simulations(theta, x, prior, simulator, budget, dim, k_prior, k_sim):
     if not callable(simulator):
         raise ValueError(f"fit_posterior: simulator must be callable as simulator(key, theta), got "
                          f"{type(simulator).__name__}.")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
-        raise ValueError(f"fit_posterior: budget must be an integer >= 2 (simulations), got {budget!r}.")
+    check_int("fit_posterior", "budget", budget, 2)
     if dim is None:
         raise ValueError("fit_posterior: cannot tell the prior's dimension; give a prior with lower/upper or mean "
                          "vectors (ij.BoxUniform, ij.Normal) or a dim attribute.")
@@ -177,8 +175,7 @@ def _check_pairs(theta, x, dim):
     for name, a in (("theta", theta), ("x", x)):
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise ValueError(f"fit_posterior: {name} must be floating-point, got {a.dtype}.")
-        if not bool(jnp.all(jnp.isfinite(a))):
-            raise ValueError(f"fit_posterior: {name} holds NaN or Inf; drop those simulations first.")
+        check_finite("fit_posterior", a, name)
 
 
 def _stages(rates, weight_decay, optimizer):
@@ -296,9 +293,8 @@ def fit_posterior(
         ```
     """
     check_key("fit_posterior", key)
-    for name, value, low in (("members", members, 1), ("batch_size", batch_size, 1), ("max_epochs", max_epochs, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"fit_posterior: {name} must be an integer >= {low}, got {value!r}.")
+    for name, value in (("members", members), ("batch_size", batch_size), ("max_epochs", max_epochs)):
+        check_int("fit_posterior", name, value, 1)
     if not (isinstance(validation, float | int) and 0 < validation < 1):
         raise ValueError(f"fit_posterior: validation must be a share in (0, 1), got {validation!r}.")
     if optimizer is None and not (len(rates) and all(isinstance(r, float | int) and r > 0 for r in rates)):

@@ -23,7 +23,7 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import check_key
+from ._checks import check_int, check_key
 from ._distributions import standard_normal_log_prob
 from ._ensemble import Ensemble
 from ._flow import AbstractFlow
@@ -142,8 +142,7 @@ def refine_posterior(
     if not callable(log_likelihood):
         raise ValueError(f"refine_posterior: log_likelihood must be callable, got {type(log_likelihood).__name__}.")
     for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"refine_posterior: {name} must be an integer >= 1, got {value!r}.")
+        check_int("refine_posterior", name, value, 1)
     x_o = jnp.asarray(x_o, flow.dtype)
     if observation_shape is None:  # a batch axis of 1, or one observation
         observation_shape = x_o.shape[1:] if x_o.ndim >= 2 and x_o.shape[0] == 1 else x_o.shape

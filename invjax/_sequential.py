@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
-from ._checks import check_key
+from ._checks import check_int, check_key
 from ._posterior import Posterior, _prior_dim, fit_posterior
 
 
@@ -97,8 +97,7 @@ def fit_sequential(
     """
     check_key("fit_sequential", key)
     for name, value, low in (("budget", budget, 2), ("rounds", rounds, 1), ("threshold_draws", threshold_draws, 10)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"fit_sequential: {name} must be an integer >= {low}, got {value!r}.")
+        check_int("fit_sequential", name, value, low)
     if budget < 2 * rounds:
         raise ValueError(f"fit_sequential: budget {budget} is too small for {rounds} rounds (at least 2 per round).")
     if not (isinstance(quantile, float | int) and 0 <= quantile < 1):
